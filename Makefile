@@ -1,0 +1,56 @@
+# Two commands do everything on a fresh machine:
+#   make demo   train a tokenizer and a small Japanese GPT, then sample from it (CPU, < 10 min)
+#   make test   every test: the package, the solution notebooks (strict) and the chapters (lax)
+# Both create .venv and install what they need the first time.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch 2.13.0 has a CPU wheel on the course machines. On a CUDA or Apple-silicon laptop
+# you may pick another build, e.g. `make test TORCH=torch==2.13.0+cu126` (see README).
+TORCH  ?= torch==2.13.0
+JOBS   ?= 2
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast test-notebooks exercises notebooks lab doctor bench clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m minigpt demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile tests
+	$(MAKE) --no-print-directory test-notebooks
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -m "not slow" tests
+
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -p no:randomly --nbval --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-current-env solutions
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env chapters
+
+exercises: $(STAMP)
+	$(BIN)/python tools/make_exercises.py
+
+notebooks: $(STAMP)
+	$(BIN)/python tools/run_notebooks.py
+	$(BIN)/python tools/make_exercises.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters
+
+doctor: $(STAMP)
+	$(BIN)/python -m minigpt doctor
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,114 @@
+"""Causal self-attention (chapters 01, 07, 10).
+
+One module covers what the course teaches, chosen by GPTConfig switches:
+- logits: standard q.k / sqrt(head_dim); "qk_norm" (per-head RMSNorm of q and k, whose learnable
+  gains set the logit scale, as in Qwen3 and OLMo 2); "softcap" (c * tanh(logits / c), as in Gemma 2).
+  Note that `x * head_dim**-0.5` is the same computation as `x / sqrt(head_dim)`, not a remedy.
+- grouped-query attention: n_kv_head key/value heads shared by groups of query heads.
+- implementation: written out ("manual") or F.scaled_dot_product_attention ("sdpa", which runs
+  FlashAttention kernels on CUDA). SDPA cannot apply soft-capping.
+- a KV cache, with the three cases spelled out in `causal_mask`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .norm import RMSNorm
+from .rope import apply_rope
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, n_kv, S, hd) -> (B, n_kv * n_rep, S, hd): each kv head serves n_rep query heads."""
+    if n_rep == 1:
+        return x
+    B, n_kv, S, hd = x.shape
+    return x[:, :, None].expand(B, n_kv, n_rep, S, hd).reshape(B, n_kv * n_rep, S, hd)
+
+
+def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
+    """Boolean (T, S) mask, True where query i may attend to key j.
+
+    The T queries are the *last* T of S positions (S - T are already in the KV cache), so query i
+    sits at position S - T + i and sees keys j <= S - T + i:
+      training / no cache: T == S, the usual lower triangle;
+      one new token:       T == 1, it sees every key (a row of ones);
+      chunked prefill:     1 < T < S, a lower triangle shifted right by S - T. SDPA's is_causal=True
+                           would align it top-left instead, which is wrong here.
+    """
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.logits, self.softcap, self.impl = cfg.attn_logits, cfg.softcap, cfg.attn_impl
+        self.use_rope = cfg.pos == "rope"
+        C, hd = cfg.n_embd, cfg.head_dim
+        self.q_proj = nn.Linear(C, self.n_head * hd, bias=cfg.bias)
+        self.k_proj = nn.Linear(C, self.n_kv_head * hd, bias=cfg.bias)
+        self.v_proj = nn.Linear(C, self.n_kv_head * hd, bias=cfg.bias)
+        self.o_proj = nn.Linear(self.n_head * hd, C, bias=cfg.bias)
+        if self.logits == "qk_norm":
+            self.q_norm = RMSNorm(hd, cfg.norm_eps)  # learnable gains = the learnable logit scale
+            self.k_norm = RMSNorm(hd, cfg.norm_eps)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.record_stats = False  # set True to keep entropy / max-logit of the next forward
+        self.last_stats: dict | None = None
+
+    def forward(self, x, cos=None, sin=None, cache=None, layer: int = 0):
+        B, T, C = x.shape
+        # (B, T, C) -> (B, T, nh, hd) -> (B, nh, T, hd)
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.logits == "qk_norm":
+            q, k = self.q_norm(q), self.k_norm(k)  # per head, before RoPE (Qwen3)
+        if self.use_rope:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, n_kv, S, hd), S = cached + T
+        S = k.shape[2]
+        n_rep = self.n_head // self.n_kv_head
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
+
+        if self.impl == "sdpa" and self.logits != "softcap" and not self.record_stats:
+            if T == S:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                   dropout_p=self.dropout if self.training else 0.0)
+            else:  # a cache is in use: the mask must be aligned bottom-right (see causal_mask)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device),
+                                                   dropout_p=self.dropout if self.training else 0.0)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
+            if self.logits == "softcap":
+                att = self.softcap * torch.tanh(att / self.softcap)
+            att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
+            att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype)
+            if self.record_stats:
+                self.last_stats = _attention_stats(att.detach().float(), att_logits_max(q, k, self))
+            att = F.dropout(att, p=self.dropout, training=self.training)
+            y = att @ v  # (B, nh, T, S) @ (B, nh, S, hd) -> (B, nh, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
+        return self.resid_dropout(self.o_proj(y))
+
+
+def att_logits_max(q, k, attn: CausalSelfAttention) -> float:
+    """The largest attention logit a query gives an allowed key (after scale and soft-capping)."""
+    T, S = q.shape[2], k.shape[2]
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(attn.head_dim)
+    if attn.logits == "softcap":
+        att = attn.softcap * torch.tanh(att / attn.softcap)
+    return att.masked_fill(~causal_mask(T, S, q.device), float("-inf")).max().item()
+
+
+def _attention_stats(p: torch.Tensor, max_logit: float) -> dict:
+    # entropy of each query's attention distribution, averaged over batch and queries: (nh,)
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1).mean(dim=(0, 2))
+    return {"entropy": entropy.cpu(), "max_logit": max_logit}
