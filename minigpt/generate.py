@@ -1,0 +1,251 @@
+"""Sampling text from a trained model: temperature, top-k, top-p, a KV cache, and streaming text
+that never shows a broken character.
+
+One step of generation: run the model on the context, take the logits of the last position,
+turn them into a probability distribution and draw the next token:
+
+    temperature 0   -> the most likely token (greedy, deterministic)
+    temperature T   -> softmax(logits / T): T < 1 sharpens, T > 1 flattens
+    top_k = k       -> only the k most likely tokens may be drawn
+    top_p = p       -> only the smallest set of most likely tokens whose probability reaches p
+
+Sampling uses its own torch.Generator (seeded with `seed`), never the global RNG: the same seed
+gives the same text, whatever else the program does with random numbers.
+
+    >>> for token_id in generate(model, tok.encode("昔々"), 20, seed=0):   # doctest: +SKIP
+    ...     print(token_id)
+    >>> text = generate_text(model, tok, "昔々", seed=0, stream=print)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Set the logits of tokens outside top-k / top-p to -inf. logits: (..., V)."""
+    logits = logits.clone()
+    V = logits.size(-1)
+    if top_k is not None and 0 < top_k < V:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest
+        logits[logits < kth] = float("-inf")
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = F.softmax(sorted_logits, dim=-1)
+        # A token is dropped when the tokens before it already reach top_p; the most likely
+        # token is therefore always kept.
+        before = probs.cumsum(dim=-1) - probs
+        drop_sorted = before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits[drop] = float("-inf")
+    return logits
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw the next token id from logits (V,) or (B, V); returns shape () or (B,).
+
+    >>> sample_next(torch.tensor([1.0, 3.0, 2.0]), temperature=0)
+    tensor(1)
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits / temperature, top_k, top_p)
+    probs = F.softmax(logits, dim=-1)
+    flat = probs.reshape(-1, probs.size(-1))  # (B, V)
+    if generator is not None and generator.device != flat.device:
+        flat = flat.to(generator.device)
+    ids = torch.multinomial(flat, 1, generator=generator).squeeze(-1)  # (B,)
+    return ids.reshape(probs.shape[:-1]).to(logits.device)
+
+
+def _device_of(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int | None = None, use_cache: bool = True,
+             stop_at_eos: bool = True, eos_id: int | None = None,
+             logits_filter: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[int]:
+    """Yield up to `max_new_tokens` new token ids after `prompt_ids` (a list of ints).
+
+    Without a cache the context is cropped to the last block_size tokens before every step.
+    With a cache the prompt is run once (prefill), then one token per step; when the cache is full
+    (block_size positions) generation carries on without it, on a cropped context.
+    Stops early at `eos_id` when stop_at_eos (the EOS itself is not yielded).
+    `logits_filter(logits) -> logits` (V,) may change the logits before each draw (e.g. Utf8Guard).
+    """
+    ids = [int(i) for i in (prompt_ids.tolist() if torch.is_tensor(prompt_ids) else prompt_ids)]
+    if not ids:
+        if eos_id is None:
+            raise ValueError("the prompt is empty: give at least one token (or an eos_id to start from)")
+        ids = [eos_id]  # documents start right after an EOS in training
+    block_size = model.config.block_size
+    device = _device_of(model)
+    gen = torch.Generator()  # CPU: the same seed gives the same tokens on every device
+    if seed is None:
+        gen.seed()  # fresh entropy from the OS, without touching the global RNG
+    else:
+        gen.manual_seed(seed)
+
+    was_training = model.training
+    model.eval()
+    try:
+        cache = None
+        if use_cache and hasattr(model, "new_cache"):
+            cache = model.new_cache(batch_size=1, max_len=min(block_size, len(ids) + max_new_tokens))
+            context = ids[-block_size:]
+            # prefill: the whole prompt in one forward pass fills the cache
+            with torch.no_grad():
+                logits, _ = model(torch.tensor([context], device=device), cache=cache)
+        for _ in range(max_new_tokens):
+            if cache is None:
+                context = ids[-block_size:]
+                with torch.no_grad():
+                    logits, _ = model(torch.tensor([context], device=device))
+            last = logits[0, -1].float().to("cpu")  # (V,)
+            if logits_filter is not None:
+                last = logits_filter(last)
+            next_id = int(sample_next(last, temperature, top_k, top_p, gen))
+            if stop_at_eos and eos_id is not None and next_id == eos_id:
+                return
+            ids.append(next_id)
+            yield next_id
+            if cache is not None:
+                if cache.pos >= cache.max_len:
+                    cache = None  # full: recompute on the cropped context from now on
+                    continue
+                with torch.no_grad():
+                    logits, _ = model(torch.tensor([[next_id]], device=device), cache=cache)
+    finally:
+        model.train(was_training)
+
+
+class Utf8Guard:
+    """A logits filter that only lets the model draw tokens that keep the output valid UTF-8.
+
+    StreamingDecoder fixes U+FFFD caused by *cutting* a character between tokens. A model can
+    also *draw* bytes that never form a character (a lead byte followed by a new kanji token, or
+    a stray continuation byte): no decoder can print those. With byte tokens in the vocabulary
+    (GPT-2's bytes, SentencePiece's <0xE3> pieces) an undertrained model does that now and then.
+    The guard tracks the bytes of the unfinished character and masks every token that could not
+    continue it; when no character is open, it masks the tokens that start with a stray byte.
+
+    Most tokens are whole characters: they are allowed exactly when no character is open, so only
+    the few "partial" tokens need a check at each step.
+    """
+
+    def __init__(self, tok, vocab_size: int | None = None):
+        import codecs
+
+        self._decoder_cls = codecs.getincrementaldecoder("utf-8")
+        self.tok = tok
+        V = vocab_size or tok.vocab_size
+        n = min(V, tok.vocab_size)
+        self.token_bytes = [tok.token_bytes(i) for i in range(n)]
+        whole = torch.zeros(V, dtype=torch.bool)
+        can_start = torch.zeros(V, dtype=torch.bool)  # allowed when no character is open
+        self.partial_ids = []
+        for i, b in enumerate(self.token_bytes):
+            if self._complete(b):
+                whole[i] = can_start[i] = True
+            else:
+                self.partial_ids.append(i)
+                can_start[i] = self._valid_prefix(b)
+        self.whole, self.can_start = whole, can_start
+        self.pending = b""
+
+    def _complete(self, b: bytes) -> bool:
+        try:
+            b.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+
+    def _valid_prefix(self, b: bytes) -> bool:
+        """True when b is valid UTF-8, except perhaps an unfinished character at its end."""
+        try:
+            self._decoder_cls("strict").decode(b, final=False)
+            return True
+        except UnicodeDecodeError:
+            return False
+
+    def allowed(self) -> torch.Tensor:
+        """(V,) bool: the tokens that may come next."""
+        if not self.pending:
+            return self.can_start
+        mask = torch.zeros_like(self.whole)
+        for i in self.partial_ids:
+            if self._valid_prefix(self.pending + self.token_bytes[i]):
+                mask[i] = True
+        return mask
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        mask = self.allowed()
+        if not mask.any():  # cannot happen with byte tokens in the vocabulary; never block generation
+            return logits
+        return logits.masked_fill(~mask.to(logits.device), float("-inf"))
+
+    def feed(self, token_id: int) -> None:
+        """Record a drawn token: keep the bytes of a character it leaves unfinished."""
+        dec = self._decoder_cls("replace")
+        dec.decode(self.pending + self.tok.token_bytes(token_id), final=False)
+        self.pending = dec.getstate()[0]
+
+    @property
+    def open_character(self) -> bool:
+        return bool(self.pending)
+
+
+def generate_text(model, tok, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
+                  top_k: int | None = 50, top_p: float | None = None, seed: int | None = None,
+                  use_cache: bool = True, stop_at_eos: bool = True, valid_utf8: bool = True,
+                  stream: Callable[[str], None] | None = None) -> str:
+    """Generate a continuation of `prompt` and return it as text (without the prompt).
+
+    Text is decoded through StreamingDecoder: a token that ends inside a multi-byte UTF-8
+    character (common with byte-level BPE on Japanese) is held back until the character is
+    complete, so `stream` never receives U+FFFD for a cut character. With valid_utf8 (default)
+    a Utf8Guard also stops the model from drawing bytes that cannot form a character, and a
+    character still open after max_new_tokens is finished (at most 3 more tokens).
+
+    >>> generate_text(model, tok, "昔々", seed=0, stream=lambda s: print(s, end="", flush=True))  # doctest: +SKIP
+    """
+    from minigpt.tokenizer import StreamingDecoder
+
+    decoder = StreamingDecoder(tok)
+    guard = Utf8Guard(tok, model.config.vocab_size) if valid_utf8 else None
+    pieces: list[str] = []
+
+    def emit(piece: str) -> None:
+        if piece:
+            pieces.append(piece)
+            if stream is not None:
+                stream(piece)
+
+    extra = 3 if guard is not None else 0  # room to finish a 4-byte character
+    tokens = generate(model, tok.encode(prompt), max_new_tokens + extra, temperature=temperature, top_k=top_k,
+                      top_p=top_p, seed=seed, use_cache=use_cache, stop_at_eos=stop_at_eos,
+                      eos_id=getattr(tok, "eos_id", None), logits_filter=guard)
+    for n, token_id in enumerate(tokens, start=1):
+        if guard is not None:
+            guard.feed(token_id)
+        emit(decoder.feed(token_id))
+        if n >= max_new_tokens and not (guard is not None and guard.open_character):
+            break
+    tokens.close()
+    emit(decoder.flush())
+    return "".join(pieces)
