@@ -33,8 +33,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -m "not slow" tests
 
 test-notebooks: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -p no:randomly --nbval --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-current-env solutions
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env chapters
+	MINIGPT_CI=1 $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -p no:randomly --nbval --nbval-sanitize-with tools/nbval_sanitize.cfg --nbval-current-env solutions
+	MINIGPT_CI=1 $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env chapters
 
 exercises: $(STAMP)
 	$(BIN)/python tools/make_exercises.py

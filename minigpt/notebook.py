@@ -1,0 +1,158 @@
+"""What every course notebook shares: `setup()` first, then small helpers.
+
+    from minigpt.notebook import setup
+    device = setup(seed=0)
+
+`setup` seeds Python, NumPy and PyTorch, picks the device (cuda > mps > cpu), makes matplotlib
+draw inline with a Japanese font, and prints one line about the environment. When the notebooks
+run as tests (`make test-notebooks`, `make notebooks`: the environment variable MINIGPT_CI=1), it
+also pins PyTorch to one thread and runs on the CPU, so every float comes out bit for bit the same
+as in the stored outputs whatever else runs on the machine (a sum split over 2 threads adds in
+another order).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+
+__all__ = ["NOTEBOOK_ENV", "setup", "in_ci", "in_colab", "pick_device", "workdir", "timer", "fmt_time", "env_line"]
+
+
+# The environment the notebooks run in as tests (solutions/conftest.py, the Makefile) and when
+# tools/run_notebooks.py makes their stored outputs: MINIGPT_CI=1 pins torch to one thread in
+# setup(); PYTHONHASHSEED=0 fixes the order of sets of strings; TQDM_DISABLE hides progress bars.
+NOTEBOOK_ENV = {
+    "MINIGPT_CI": "1",
+    "PYTHONHASHSEED": "0",
+    "TQDM_DISABLE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def in_ci() -> bool:
+    """True when the notebooks run as tests or are re-executed by tools/run_notebooks.py."""
+    return os.environ.get("MINIGPT_CI", "") not in ("", "0")
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def pick_device(prefer: str | None = None):
+    """cuda if there is an NVIDIA GPU, else mps (Apple silicon), else cpu.
+
+    `prefer` (or the environment variable MINIGPT_DEVICE) overrides. Under MINIGPT_CI=1 the default
+    is the CPU: the stored outputs the tests compare with come from the CPU."""
+    import torch
+
+    prefer = prefer or os.environ.get("MINIGPT_DEVICE") or ("cpu" if in_ci() else None)
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def env_line(device) -> str:
+    import torch
+
+    import minigpt
+
+    return (f"minigpt {minigpt.__version__} · Python {platform.python_version()} · torch {torch.__version__} "
+            f"· device {device.type}")
+
+
+def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
+    """Seed everything, choose the device, set up plots; returns the torch.device to use.
+
+    Deterministic settings: the same seed gives the same numbers on the same machine. On a GPU,
+    cuDNN is asked for deterministic kernels; a few GPU ops stay non-deterministic, which is why
+    the stored outputs of the notebooks come from the CPU.
+    """
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    threads = os.environ.get("MINIGPT_NUM_THREADS") or ("1" if in_ci() else None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.set_printoptions(precision=4, sci_mode=False)
+    np.set_printoptions(precision=4, suppress=True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from tokenizers
+    # tqdm warns in notebooks without ipywidgets ("IProgress not found") as soon as transformers
+    # imports it; progress bars still work as text, so the warning is only noise.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    dev = pick_device(device)
+    _setup_plots()
+    if not quiet:
+        print(env_line(dev) + f" · seed {seed}")
+    return dev
+
+
+def _setup_plots() -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        if ip is not None and "inline" not in matplotlib.get_backend():
+            ip.run_line_magic("matplotlib", "inline")
+    except Exception:
+        pass
+    try:
+        import matplotlib_fontja  # noqa: F401  (registers IPAexGothic and makes it the default font)
+    except ImportError:
+        pass
+    matplotlib.rcParams.update({"figure.figsize": (7, 3.5), "figure.dpi": 80, "axes.grid": True,
+                                "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
+
+
+def workdir(name: str) -> Path:
+    """A folder for files a notebook writes (tokenizers, checkpoints): runs/notebooks/<name> in the
+    repository when there is one (git ignores runs/), else ./runs/<name>."""
+    root = Path(__file__).resolve().parent.parent
+    base = root / "runs" / "notebooks" if (root / "pyproject.toml").is_file() else Path("runs")
+    path = base / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fmt_time(seconds: float) -> str:
+    """A duration as the notebooks print it: '⏱ 3.2 s'. The ⏱ lets the test sanitizer ignore it."""
+    if seconds < 1:
+        return f"⏱ {seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"⏱ {seconds:.1f} s"
+    return f"⏱ {seconds / 60:.1f} min"
+
+
+class timer:
+    """`with timer() as t: ...` then `t.seconds`, or `print(t)` for '⏱ 3.2 s'."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False
+
+    def __str__(self) -> str:
+        return fmt_time(self.seconds)

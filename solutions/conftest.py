@@ -1,0 +1,13 @@
+"""pytest settings for the solution notebooks (run strictly by nbval: `make test-notebooks`).
+
+nbval starts each notebook's kernel from this process, so the kernel inherits this environment:
+minigpt.notebook.NOTEBOOK_ENV, the same one tools/run_notebooks.py used to make the stored outputs
+(one torch thread, fixed string hashing, no progress bars). See docs/ENGINE.md.
+"""
+
+import os
+
+from minigpt.notebook import NOTEBOOK_ENV
+
+for _key, _value in NOTEBOOK_ENV.items():
+    os.environ.setdefault(_key, _value)
