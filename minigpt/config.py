@@ -173,7 +173,7 @@ PRESETS: dict[str, dict] = {
     "moe": dict(_BASE, vocab_size=8000, **_MODERN, n_experts=8, top_k=2, mlp_hidden=256),  # 2 x 256 = dense 512
     # `make demo`: the modern architecture, sized for a few minutes on a 2-core CPU
     "demo": dict(block_size=128, n_layer=4, n_head=4, n_embd=192, vocab_size=8000, **_MODERN),
-    # one 80 GB GPU (bf16): ~125M parameters, like GPT-2 small (see README, GPU presets)
+    # one 80 GB GPU (bf16): ~100M parameters with a 32k vocabulary (docs/scaling.md)
     "gpu-base": dict(block_size=1024, n_layer=12, n_head=12, n_embd=768, n_kv_head=4,
                      vocab_size=32000, **_MODERN, attn_impl="sdpa"),
 }
