@@ -24,7 +24,7 @@ from pathlib import Path
 __all__ = ["NOTEBOOK_ENV", "setup", "in_ci", "in_colab", "pick_device", "workdir", "timer", "fmt_time", "env_line"]
 
 
-# The environment the notebooks run in as tests (solutions/conftest.py, the Makefile) and when
+# The environment the notebooks run in as tests (the root conftest.py, the Makefile) and when
 # tools/run_notebooks.py makes their stored outputs: MINIGPT_CI=1 pins torch to one thread in
 # setup(); PYTHONHASHSEED=0 fixes the order of sets of strings; TQDM_DISABLE hides progress bars.
 NOTEBOOK_ENV = {

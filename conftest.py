@@ -1,4 +1,5 @@
-"""pytest settings for the solution notebooks (run strictly by nbval: `make test-notebooks`).
+"""pytest settings for the whole repo; they matter for the notebooks (`make test-notebooks`:
+solutions/ strictly, chapters/ laxly, both by nbval).
 
 nbval starts each notebook's kernel from this process, so the kernel inherits this environment:
 minigpt.notebook.NOTEBOOK_ENV, the same one tools/run_notebooks.py used to make the stored outputs
