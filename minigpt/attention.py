@@ -2,7 +2,8 @@
 
 One module covers what the course teaches, chosen by GPTConfig switches:
 - logits: standard q.k / sqrt(head_dim); "qk_norm" (per-head RMSNorm of q and k, whose learnable
-  gains set the logit scale, as in Qwen3 and OLMo 2); "softcap" (c * tanh(logits / c), as in Gemma 2).
+  gains set the logit scale, as in Qwen3; OLMo 2 normalises the whole projection instead);
+  "softcap" (c * tanh(logits / c), as in Gemma 2).
   Note that `x * head_dim**-0.5` is the same computation as `x / sqrt(head_dim)`, not a remedy.
 - grouped-query attention: n_kv_head key/value heads shared by groups of query heads.
 - implementation: written out ("manual") or F.scaled_dot_product_attention ("sdpa", which runs
@@ -28,6 +29,32 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
         return x
     B, n_kv, S, hd = x.shape
     return x[:, :, None].expand(B, n_kv, n_rep, S, hd).reshape(B, n_kv * n_rep, S, hd)
+
+
+def attention_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Scaled dot products: (B, nh, T, hd) x (B, nh, S, hd) -> (B, nh, T, S), q.k / sqrt(head_dim).
+
+    With unit-variance components, q.k has variance head_dim; dividing by sqrt(head_dim) brings it
+    back to about 1 whatever the width (chapter 07). `* head_dim**-0.5` is the same computation up
+    to float rounding, not a fix for logits that grow during training.
+    """
+    return (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+
+
+def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap): about the identity while |logits| << cap, never beyond +-cap
+    (Gemma 2's attention logit soft-capping). Apply it before the causal mask: tanh(-inf) = -1."""
+    return cap * torch.tanh(logits / cap)
+
+
+def attention_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of each query's attention distribution p (B, nh, T, S), averaged over the
+    batch and the queries: (nh,). Masked keys have p = 0 and add nothing (0 * log 0 = 0).
+
+    >>> attention_entropy(torch.full((1, 1, 1, 4), 0.25))   # uniform over 4 keys: ln 4
+    tensor([1.3863])
+    """
+    return -(p * torch.log(p.clamp_min(1e-30))).sum(-1).mean(dim=(0, 2))
 
 
 def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
@@ -79,17 +106,19 @@ class CausalSelfAttention(nn.Module):
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
 
         if self.impl == "sdpa" and self.logits != "softcap" and not self.record_stats:
-            if T == S:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                   dropout_p=self.dropout if self.training else 0.0)
-            else:  # a cache is in use: the mask must be aligned bottom-right (see causal_mask)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device),
-                                                   dropout_p=self.dropout if self.training else 0.0)
+            p = self.dropout if self.training else 0.0
+            if T == S:  # training / no cache: the usual lower triangle
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+            elif T == 1:  # one new token: it sees every key, no mask needed
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            else:  # a chunk after the cache: the mask must be aligned bottom-right (see causal_mask)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device), dropout_p=p)
         else:
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
+            att = attention_scores(q, k)  # (B, nh, T, S)
             if self.logits == "softcap":
-                att = self.softcap * torch.tanh(att / self.softcap)
-            att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
+                att = soft_cap(att, self.softcap)
+            if T > 1:  # one new token sees every key: nothing to mask
+                att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
             att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype)
             if self.record_stats:
                 self.last_stats = _attention_stats(att.detach().float(), att_logits_max(q, k, self))
@@ -102,13 +131,11 @@ class CausalSelfAttention(nn.Module):
 def att_logits_max(q, k, attn: CausalSelfAttention) -> float:
     """The largest attention logit a query gives an allowed key (after scale and soft-capping)."""
     T, S = q.shape[2], k.shape[2]
-    att = (q @ k.transpose(-2, -1)) / math.sqrt(attn.head_dim)
+    att = attention_scores(q, k)
     if attn.logits == "softcap":
-        att = attn.softcap * torch.tanh(att / attn.softcap)
+        att = soft_cap(att, attn.softcap)
     return att.masked_fill(~causal_mask(T, S, q.device), float("-inf")).max().item()
 
 
 def _attention_stats(p: torch.Tensor, max_logit: float) -> dict:
-    # entropy of each query's attention distribution, averaged over batch and queries: (nh,)
-    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1).mean(dim=(0, 2))
-    return {"entropy": entropy.cpu(), "max_logit": max_logit}
+    return {"entropy": attention_entropy(p).cpu(), "max_logit": max_logit}

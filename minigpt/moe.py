@@ -47,6 +47,23 @@ def router_z_loss(router_logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(router_logits.float(), dim=-1).pow(2).mean()
 
 
+def route_tokens(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, gating: str = "mixtral"):
+    """The router: x (tokens, C), router_weight (N, C) -> logits (tokens, N) float32, probs (tokens, N),
+    gate weights (tokens, k) and expert index (tokens, k), the k best experts first.
+
+    >>> w = torch.eye(3)          # 3 experts; each scores one channel of x
+    >>> _, probs, weights, index = route_tokens(torch.tensor([[2.0, 1.0, 0.0]]), w, top_k=2)
+    >>> index.tolist(), round(weights.sum().item(), 4)   # "mixtral": the k weights sum to 1
+    ([[0, 1]], 1.0)
+    """
+    logits = F.linear(x.float(), router_weight.float())  # router in float32, whatever x's dtype
+    probs = F.softmax(logits, dim=-1)
+    weights, index = probs.topk(top_k, dim=-1)
+    if gating == "mixtral":
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return logits, probs, weights, index
+
+
 class MoE(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -58,12 +75,7 @@ class MoE(nn.Module):
 
     def route(self, x: torch.Tensor):
         """x (tokens, C) -> logits (tokens, N) f32, probs (tokens, N), weights (tokens, k), index (tokens, k)."""
-        logits = F.linear(x.float(), self.router.weight.float())  # router in float32
-        probs = F.softmax(logits, dim=-1)
-        weights, index = probs.topk(self.top_k, dim=-1)
-        if self.gating == "mixtral":
-            weights = weights / weights.sum(dim=-1, keepdim=True)
-        return logits, probs, weights, index
+        return route_tokens(x, self.router.weight, self.top_k, self.gating)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         B, T, C = x.shape
