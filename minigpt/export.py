@@ -38,7 +38,7 @@ __all__ = ["export_to_transformers", "to_transformers_tokenizer", "sentencepiece
 
 # What an exported tokenizer must encode exactly like ours: kana, kanji, a 4-byte kanji (𠮷),
 # emoji, full-width and half-width forms, digits, runs of spaces, tabs and newlines.
-CHECK_TEXT = ("吾輩は猫である。名前はまだ無い。\n𠮷野家で牛丼を食べた😀🍣！ ＡＢＣ ｶﾀｶﾅ ｷﾄﾞｳ 2026年１２月\n\n"
+CHECK_TEXT = ("駅前の古い喫茶店が、来月で閉店するらしい。\n𠮷野家で牛丼を食べた😀🍣！ ＡＢＣ ｶﾀｶﾅ ｷﾄﾞｳ 2026年１２月\n\n"
               "  two  spaces\tand a tab, Ωμέγα, café")
 
 

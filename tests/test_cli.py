@@ -59,7 +59,7 @@ def test_tokenizer_train_writes_a_model_and_prints_its_stats(trained_tokenizer):
 
 
 def test_tokenizer_compare_prints_a_row_per_tokenizer(sp_model, capsys):
-    assert main(["tokenizer", "compare", "--text", "吾輩は猫である。名前はまだ無い。" * 5, "--sp", str(sp_model)]) == 0
+    assert main(["tokenizer", "compare", "--text", "駅前の古い喫茶店が、来月で閉店するらしい。" * 5, "--sp", str(sp_model)]) == 0
     out = capsys.readouterr().out
     assert "gpt2" in out and "sentencepiece-3000" in out and "chars_per_token" in out
     assert "fffd_rate_48tok_windows" in out

@@ -17,7 +17,7 @@ from minigpt.generate import generate
 from minigpt.model import GPT
 from minigpt.tokenizer import load_tokenizer, train_sentencepiece
 
-JAPANESE = "𠮷野家で牛丼を食べた😀。吾輩は猫である🐈‍⬛\n名前はまだ無い！ ２０２６年"
+JAPANESE = "𠮷野家で牛丼を食べた😀。路地の猫が塀の上で眠っている🐈‍⬛\n名札はまだ付けていない！ ２０２６年"
 TINY = dict(n_layer=2, n_head=4, n_embd=32, block_size=128, init_std=0.3)
 PRESETS = {  # preset -> (tokenizer, overrides): GQA in modern, untied weights in moe
     "gpt2": ("gpt2", {}),

@@ -168,6 +168,6 @@ def test_generate_text_with_gpt2_streams_whole_characters_only(model):
     torch.manual_seed(0)
     gpt2_model = GPT(get_preset("tiny", vocab_size=tok.vocab_size))
     pieces = []
-    text = generate_text(gpt2_model, tok, "吾輩は猫", max_new_tokens=40, temperature=1.0, top_k=None, seed=1,
+    text = generate_text(gpt2_model, tok, "駅前の喫茶店", max_new_tokens=40, temperature=1.0, top_k=None, seed=1,
                          stop_at_eos=False, stream=pieces.append)
     assert "\ufffd" not in text and "".join(pieces) == text

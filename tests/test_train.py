@@ -25,7 +25,7 @@ class ByteTokenizer:
         return {"type": "bytes"}
 
 
-TEXT = "吾輩は猫である。名前はまだ無い。" * 30
+TEXT = "駅前の古い喫茶店が、来月で閉店するらしい。" * 30
 
 
 @pytest.fixture(scope="module")
