@@ -1,7 +1,7 @@
 """The command line: `python -m minigpt <command>` (or `minigpt <command>` once installed).
 
     python -m minigpt tokenizer train --vocab-size 8000 --out runs/tokenizer/sp8000
-    python -m minigpt tokenizer compare --text "吾輩は猫である。名前はまだ無い。"
+    python -m minigpt tokenizer compare --text "駅前の古い喫茶店が、来月で閉店するらしい。"
     python -m minigpt train --preset modern --tokenizer runs/tokenizer/sp8000.model --minutes 5 --out runs/modern
     python -m minigpt train --out runs/modern --resume
     python -m minigpt generate --checkpoint runs/modern --prompt "昔々" --seed 0
@@ -279,6 +279,11 @@ register("train", "train a GPT on a corpus (Ctrl-C saves a checkpoint you can --
 register("generate", "generate text from a checkpoint, streamed as it is sampled", _configure_generate, _run_generate)
 register("demo", "tokenizer + a few minutes of training + sampling, end to end on CPU", _configure_demo, _run_demo)
 
+from minigpt import doctor as _doctor  # noqa: E402  (light: imports torch only when it runs)
+
+register("doctor", "check the setup: Python, torch and its device, packages, font, corpus, write access",
+         _doctor.configure, _doctor.main)
+
 from minigpt.export import cmd_export, configure_export  # noqa: E402  (light: torch loads only when it runs)
 
 register("export", "save a checkpoint as a transformers model folder (AutoModelForCausalLM, AutoTokenizer)",
@@ -296,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="minigpt: build a modern Japanese GPT from scratch. Run a command with --help for its options.",
         epilog="examples:\n"
                "  python -m minigpt demo\n"
-               "  python -m minigpt tokenizer compare --text \"吾輩は猫である。\"\n"
+               "  python -m minigpt tokenizer compare --text \"駅前の古い喫茶店が閉店する。\"\n"
                "  python -m minigpt train --preset modern --tokenizer runs/demo/tokenizer/sp.model --minutes 5 "
                "--out runs/modern\n"
                "  python -m minigpt generate --checkpoint runs/modern --prompt 昔々 --seed 0",
