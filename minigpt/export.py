@@ -152,7 +152,7 @@ def export_to_transformers(model, tokenizer, out_dir, *, overwrite: bool = False
     """
     from transformers import GenerationConfig
 
-    from minigpt.hf import architecture, hf_config, hf_model_class, to_hf_state_dict
+    from minigpt.hf import architecture, hf_model_from_minigpt
 
     cfg = model.config
     architecture(cfg)  # ValueError naming what transformers supports, before anything is written
@@ -169,13 +169,7 @@ def export_to_transformers(model, tokenizer, out_dir, *, overwrite: bool = False
     hf_tok = to_transformers_tokenizer(tokenizer, cfg.block_size) if tokenizer is not None else None
     eos = tokenizer.eos_id if tokenizer is not None else None
     special = dict(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    hf = hf_model_class(cfg)(hf_config(cfg, **special))
-    missing, unexpected = hf.load_state_dict(to_hf_state_dict(model), strict=False)
-    missing = [k for k in missing if not (cfg.tie_weights and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise RuntimeError(f"weight map incomplete: missing {missing}, unexpected {unexpected}")
-    if cfg.tie_weights:
-        hf.tie_weights()
+    hf = hf_model_from_minigpt(model, **special)
     hf.generation_config = GenerationConfig(**special)
     out.mkdir(parents=True, exist_ok=True)
     hf.save_pretrained(out)

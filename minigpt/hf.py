@@ -224,10 +224,11 @@ def load_from_hf_model(hf_model, cfg: GPTConfig):
     return model
 
 
-def hf_model_from_minigpt(model):
-    """A transformers model (random init replaced by minigpt's weights), in eval mode."""
+def hf_model_from_minigpt(model, **config_extra):
+    """A transformers model holding minigpt's weights, in eval mode. `config_extra` goes to its
+    config (e.g. eos_token_id)."""
     cfg = model.config
-    hf = hf_model_class(cfg)(hf_config(cfg))
+    hf = hf_model_class(cfg)(hf_config(cfg, **config_extra))
     missing, unexpected = hf.load_state_dict(to_hf_state_dict(model), strict=False)
     missing = [k for k in missing if not (cfg.tie_weights and k == "lm_head.weight")]
     if missing or unexpected:
