@@ -65,7 +65,7 @@ def main():
         results[name] = tps
         print(f"{name:8s} {tps:10,.0f} tokens/s   params {model.num_params():>10,}   "
               f"active {model.num_active_params():>10,}   FLOPs/token {model.flops_per_token():>12,}")
-    dense_same_active = get_preset("modern")  # SwiGLU hidden 512 = top-2 x 256: same active params
+    # modern's SwiGLU hidden 512 = moe's top-2 x 256: the same active parameters
     print(f"moe / modern (same active parameters): {results['moe'] / results['modern']:.2f}x  (target >= 0.85x)")
 
     header("MoE layer: grouped dispatch vs every expert on every token")
@@ -85,7 +85,6 @@ def main():
     t_g, t_n = timeit(grouped, repeat=args.steps), timeit(naive, repeat=args.steps)
     print(f"grouped {t_g * 1e3:.1f} ms   naive {t_n * 1e3:.1f} ms   speedup {t_n / t_g:.2f}x "
           f"(top-{cfg.top_k} of {cfg.n_experts}: the naive loop does {cfg.n_experts / cfg.top_k:.0f}x the expert work)")
-    del dense_same_active
 
 
 if __name__ == "__main__":
