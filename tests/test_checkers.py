@@ -53,6 +53,10 @@ def test_checker_rejects_a_plausible_wrong_implementation(ex, wrong):
     result = run_exercise(ex, wrong)
     assert not result.passed and not result.not_implemented
     assert result.report.startswith(f"✗ {ex.name}: case "), result.report
+    # rejected for the mistake it stands for, not because the wrong version itself is broken
+    first_line = result.report.splitlines()[0]
+    for broken in ("RecursionError", "NameError", "UnboundLocalError", "ImportError"):
+        assert f" raised {broken}" not in first_line, f"{wrong.__name__} is broken, not wrong: {first_line}"
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=[ex.name for ex in EXERCISES])

@@ -148,6 +148,15 @@ class _AttentionParts(CausalSelfAttention):
         split = lambda t: t.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # noqa: E731
         return split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
 
+    def _normed_rotated_qkv(self, x, cos, sin):
+        """q, k, v with QK-norm (if on) before RoPE (if on): the part these wrong versions get right."""
+        q, k, v = self._qkv(x)
+        if self.logits == "qk_norm":
+            q, k = self.q_norm(q), self.k_norm(k)
+        if cos is not None:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return q, k, v
+
     def _finish(self, att, v, B, T, C):
         att = torch.softmax(att, dim=-1)
         return self.o_proj((att @ v).transpose(1, 2).reshape(B, T, C))
@@ -158,11 +167,7 @@ class AttentionCapAfterMask(_AttentionParts):
 
     def forward(self, x, cos=None, sin=None):
         B, T, C = x.shape
-        q, k, v = self._qkv(x)
-        if self.logits == "qk_norm":
-            q, k = self.q_norm(q), self.k_norm(k)
-        if cos is not None:
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = self._normed_rotated_qkv(x, cos, sin)
         att = attention.attention_scores(q, k).masked_fill(~attention.causal_mask(T, T, x.device), float("-inf"))
         if self.logits == "softcap":
             att = attention.soft_cap(att, self.softcap)
@@ -174,11 +179,7 @@ class AttentionCapBeforeScale(_AttentionParts):
 
     def forward(self, x, cos=None, sin=None):
         B, T, C = x.shape
-        q, k, v = self._qkv(x)
-        if self.logits == "qk_norm":
-            q, k = self.q_norm(q), self.k_norm(k)
-        if cos is not None:
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = self._normed_rotated_qkv(x, cos, sin)
         att = q @ k.transpose(-2, -1)
         if self.logits == "softcap":
             att = attention.soft_cap(att, self.softcap)
@@ -191,11 +192,7 @@ class AttentionQKNormWithoutScale(_AttentionParts):
 
     def forward(self, x, cos=None, sin=None):
         B, T, C = x.shape
-        q, k, v = self._qkv(x)
-        if self.logits == "qk_norm":
-            q, k = self.q_norm(q), self.k_norm(k)
-        if cos is not None:
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = self._normed_rotated_qkv(x, cos, sin)
         att = q @ k.transpose(-2, -1)
         if self.logits != "qk_norm":
             att = att / math.sqrt(self.head_dim)
