@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from minigpt.errors import CheckpointError
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -43,8 +44,6 @@ VERSION = 1
 RUNTIME_FIELDS = {"dropout", "attn_impl"}
 
 
-class CheckpointError(Exception):
-    """A checkpoint cannot be saved or loaded. The message names the file and what to do."""
 
 
 # --------------------------------------------------------------------------- small helpers

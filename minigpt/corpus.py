@@ -29,6 +29,7 @@ Train/validation split, fixed so that every run and every learner sees the same 
 from __future__ import annotations
 
 from pathlib import Path
+from minigpt.errors import DataError
 
 __all__ = [
     "EMBEDDED_DIR",
@@ -49,7 +50,7 @@ VAL_EVERY = 10  # document i is validation when i % VAL_EVERY == VAL_EVERY - 1
 VAL_FRACTION = 0.1  # share of characters for validation in the by-character fallback
 
 
-class CorpusError(ValueError):
+class CorpusError(DataError):
     """A corpus cannot be read: missing, empty, or not UTF-8. The message says what to do."""
 
 

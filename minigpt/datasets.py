@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from minigpt.corpus import CorpusError
+from minigpt.errors import DownloadError
 
 __all__ = [
     "DownloadError",
@@ -80,8 +81,6 @@ VAL_MODULUS = 20  # id % 20 == 19 -> validation (5%)
 _USER_AGENT = "minigpt/0.1 (+https://github.com/; a course downloader)"
 
 
-class DownloadError(RuntimeError):
-    """A download failed or gave the wrong bytes. The message says what to do next."""
 
 
 def default_cache_dir() -> Path:

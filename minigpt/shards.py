@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+from minigpt.errors import DataError
 
 __all__ = ["DEFAULT_SHARD_CHARS", "ShardError", "dtype_for_vocab", "write_shards", "read_meta",
            "ShardedTokens", "sample_batch", "load_shard_data"]
@@ -50,7 +51,7 @@ META = "meta.json"
 DEFAULT_SHARD_CHARS = 20_000_000  # ~10M tokens, ~20 MB of uint16 per shard
 
 
-class ShardError(ValueError):
+class ShardError(DataError):
     """Shards are missing, incomplete or made with another tokenizer. The message says what to do."""
 
 

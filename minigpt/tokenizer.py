@@ -37,6 +37,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
+from minigpt.errors import TokenizerError
 
 __all__ = [
     "Tokenizer",
@@ -382,7 +383,7 @@ def train_sentencepiece(
     return SentencePieceTokenizer(path)
 
 
-class VocabSizeError(ValueError):
+class VocabSizeError(TokenizerError):
     """``vocab_size`` does not fit the corpus. ``largest`` / ``smallest`` give the size that does."""
 
     def __init__(self, message: str, vocab_size: int, largest: int | None = None, smallest: int | None = None):
