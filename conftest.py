@@ -8,7 +8,9 @@ minigpt.notebook.NOTEBOOK_ENV, the same one tools/run_notebooks.py used to make 
 
 import os
 
-from minigpt.notebook import NOTEBOOK_ENV
+from minigpt.notebook import notebook_env
 
-for _key, _value in NOTEBOOK_ENV.items():
+# Chapter 12 reads Tatoeba: on the course machines through the offline mirror beside the repository
+# (../shared/data/tatoeba), as tests/test_datasets.py does; elsewhere MINIGPT_TATOEBA_URL or a download.
+for _key, _value in notebook_env(os.path.dirname(os.path.abspath(__file__))).items():
     os.environ.setdefault(_key, _value)

@@ -6,6 +6,8 @@ import time
 
 import torch
 
+from minigpt.device import device_name, pick_device, synchronize
+
 
 def timeit(fn, repeat: int = 5, warmup: int = 1) -> float:
     """Median seconds of fn() over `repeat` runs after `warmup` runs."""
@@ -13,22 +15,20 @@ def timeit(fn, repeat: int = 5, warmup: int = 1) -> float:
         fn()
     times = []
     for _ in range(repeat):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        synchronize(pick_device())
         t0 = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        synchronize(pick_device())
         times.append(time.perf_counter() - t0)
     times.sort()
     return times[len(times) // 2]
 
 
 def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device the benchmarks run on: minigpt.device.pick_device (MINIGPT_DEVICE, then cuda > mps > cpu)."""
+    return pick_device().type
 
 
 def header(title: str) -> None:
-    dev = device()
-    name = torch.cuda.get_device_name() if dev == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(pick_device())
     print(f"== {title}  (torch {torch.__version__}, {name})")

@@ -2,7 +2,7 @@
 
     python bench/torchrun_clean_exit.py [--runs 10] [--steps 4] [--no-contrast]
 
-Runs `torchrun --standalone --nproc_per_node 2 -m minigpt.train_ddp` (CPU, gloo, a tiny model on
+Runs `torchrun --standalone --nproc_per_node 2 -m minigpt train` (CPU, gloo, a tiny model on
 shards of the embedded corpus) --runs times, then --runs times more with the hidden option
 --no-final-barrier, which calls destroy_process_group without first meeting the other rank at a
 barrier. A clean exit is torchrun's exit status 0. Prints one line per mode, measured in this run,
@@ -37,7 +37,7 @@ def prepare(root: Path) -> Path:
 
 def run_once(shards: Path, out: Path, steps: int, barrier: bool) -> tuple[int, float, str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "minigpt.train_ddp", "--shards", str(shards), "--preset", "tiny-modern", "--steps", str(steps),
+           "-m", "minigpt", "train", "--shards", str(shards), "--preset", "tiny-modern", "--steps", str(steps),
            "--batch-size", "4", "--seq-len", "32", "--eval-interval", str(steps), "--eval-iters", "2",
            "--no-progress", "--no-plot", "--out", str(out)]
     if not barrier:

@@ -31,6 +31,15 @@ other jobs pushed the load to 8-10; the numbers were bit for bit the same):
 
 See experiments/README.md for what they show.
 
+Seeds: one seed is one draw of initial weights and batch order. `--seeds 1337,1,2` climbs the whole
+ladder once per seed (ablation.csv gets a seed column) and writes ablation_seeds.csv: each rung's mean,
+standard deviation, min and max over the seeds, and each step's change paired by seed, marked
+"exceeds spread" only when every seed moves the same way and the mean change is larger than the
+seed-to-seed range of both rungs. `--summarize CSV...` recomputes that table from CSVs without
+training. The committed seed study (experiments/results/ablation_seeds/, a fifth of the budget):
+
+    .venv/bin/python experiments/ablation.py --budget-pflops 0.001 --runs all --seeds 1337,1,2 --evals 4 --threads 1 --out experiments/results/ablation_seeds
+
 Chapter 09's quick look (a tiny budget, a few evaluations, one thread; about 27 s on the 2-core
 CPU; writes to runs/ablation-quick unless --out is given):
 
@@ -60,7 +69,8 @@ from minigpt.corpus import load_documents  # noqa: E402
 from minigpt.data import TokenData, make_token_data  # noqa: E402
 from minigpt.model import GPT  # noqa: E402
 from minigpt.tokenizer import GPT2Tokenizer, train_sentencepiece  # noqa: E402
-from minigpt.train import TrainConfig, resolve_device, train  # noqa: E402
+from minigpt.device import pick_device  # noqa: E402
+from minigpt.train import TrainConfig, train  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,9 @@ LADDER = [
     Rung("moe", "(6) MoE top-2 of 8", "sp", {"n_experts": 8, "top_k": 2, "mlp_hidden": 256}),
 ]
 RUN_NAMES = [r.name for r in LADDER]
-CSV_COLUMNS = ["run", "step", "flops", "tokens", "train_loss", "val_loss_per_token", "val_bpc", "wall_s"]
+CSV_COLUMNS = ["run", "seed", "step", "flops", "tokens", "train_loss", "val_loss_per_token", "val_bpc", "wall_s"]
+SEEDS_COLUMNS = ["run", "seeds", "bpc_mean", "bpc_std", "bpc_min", "bpc_max", "change_mean", "change_min",
+                 "change_max", "exceeds_spread"]
 EXPECTED_RATIO = 0.85  # the claim to check: modern's bpc <= 0.85 x vanilla GPT-2's
 EVAL_BATCH = 32  # windows per forward pass when evaluating (no gradients: bigger is faster)
 # Defaults. FULL made the committed results: the whole ladder in about 8 minutes of one thread of the
@@ -196,7 +208,7 @@ def run_one(rung: Rung, cfg: GPTConfig, data: TokenData, eval_data: TokenData, a
         t_eval, cpu_eval = time.perf_counter(), time.process_time()
         wall = t_eval - t0 - eval_s
         ce = val_loss_per_token(model, batches, device)
-        row = {"run": rung.name, "step": step, "flops": step * tokens_per_step * flops_per_token,
+        row = {"run": rung.name, "seed": args.seed, "step": step, "flops": step * tokens_per_step * flops_per_token,
                "tokens": step * tokens_per_step, "train_loss": sum(since_eval) / len(since_eval),
                "val_loss_per_token": ce, "val_bpc": eval_data.bits_per_char(ce, "val"), "wall_s": wall}
         rows.append(row)
@@ -210,7 +222,7 @@ def run_one(rung: Rung, cfg: GPTConfig, data: TokenData, eval_data: TokenData, a
     result = train(model, data, tcfg, on_step=on_step)
     wall = time.perf_counter() - t0 - eval_s
     cpu = time.process_time() - cpu0 - eval_cpu  # CPU seconds of all our threads: less noisy when shared
-    return {"run": rung.name, "label": rung.label, "params": model.num_params(),
+    return {"run": rung.name, "seed": args.seed, "label": rung.label, "params": model.num_params(),
             "active_params": model.num_active_params(), "flops_per_token": flops_per_token,
             "steps": result.step, "tokens": result.step * tokens_per_step,
             "epochs": result.step * tokens_per_step / len(data.train),
@@ -244,17 +256,29 @@ def plot(path: Path, summaries: list[dict], budget_pflops: float) -> None:
     colors = {r.name: f"C{i}" for i, r in enumerate(LADDER)}
     for i, (runs, title) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
+        finals: dict[str, list[float]] = {}
+        for s in runs:
+            finals.setdefault(s["run"], []).append(s["val_bpc"])
+        labelled = set()
         for s in runs:
             xs = [r["flops"] / 1e12 for r in s["rows"]]
             ys = [r["val_bpc"] for r in s["rows"]]
-            ax.plot(xs, ys, marker="o", markersize=3, color=colors[s["run"]],
-                    label=f"{s['label']}  ({s['val_bpc']:.2f})")
+            f = finals[s["run"]]
+            label = None
+            if s["run"] not in labelled:
+                labelled.add(s["run"])
+                label = (f"{s['label']}  ({f[0]:.2f})" if len(f) == 1 else
+                         f"{s['label']}  ({sum(f) / len(f):.2f}, {len(f)} seeds)")
+            ax.plot(xs, ys, marker="o", markersize=3, color=colors[s["run"]], alpha=0.8 if len(f) > 1 else 1.0,
+                    lw=1.0 if len(f) > 1 else 1.5, label=label)
         ax.set_xlabel("学習の計算量 (TFLOPs)")
         ax.set_ylabel("検証データの bits / 文字 (低いほど良い)")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"アーキテクチャの比較: どの実行も同じ計算量 ({budget_pflops:g} PFLOPs) で学習")
+    n_seeds = len({s.get("seed") for s in summaries})
+    seeds = f"、シード {n_seeds} 個" if n_seeds > 1 else ""
+    fig.suptitle(f"アーキテクチャの比較: どの実行も同じ計算量 ({budget_pflops:g} PFLOPs) で学習{seeds}")
     fig.tight_layout()
     fig.savefig(path)
 
@@ -271,6 +295,73 @@ def summary_table(summaries: list[dict]) -> str:
                      f"{s['flops_per_token'] / 1e6:>9.1f}M {s['steps']:>6d} {s['epochs']:>6.2f} "
                      f"{s['val_bpc']:>8.3f} {ratio:>8s} {s['wall_s']:>7.1f} {s['cpu_s']:>7.1f} {s['tokens_per_s']:>7.0f}")
     return "\n".join(lines)
+
+
+def seed_summary(finals: dict[tuple[str, int], float]) -> list[dict]:
+    """Mean and spread over seeds of each rung's final bits per character, and of each step of the ladder.
+
+    finals: {(run, seed): final val bpc}. A step is the change from the rung before it ((6) moe is
+    compared with (5) modern, the dense model it replaces), paired by seed. It "exceeds the spread"
+    when every seed moves the same way and the mean change is larger than the seed-to-seed range
+    (max - min) of both rungs it compares: a difference that the choice of seed alone cannot make.
+    """
+    out, previous = [], None
+    for name in RUN_NAMES:
+        seeds = sorted(s for r, s in finals if r == name)
+        if not seeds:
+            continue
+        vals = [finals[(name, s)] for s in seeds]
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else float("nan")
+        row = {"run": name, "seeds": " ".join(map(str, seeds)), "bpc_mean": mean, "bpc_std": std,
+               "bpc_min": min(vals), "bpc_max": max(vals), "change_mean": float("nan"), "change_min": float("nan"),
+               "change_max": float("nan"), "exceeds_spread": ""}
+        base = "modern" if name == "moe" else previous
+        paired = [s for s in seeds if (base, s) in finals]
+        if base is not None and paired:
+            diffs = [finals[(name, s)] - finals[(base, s)] for s in paired]
+            d = sum(diffs) / len(diffs)
+            ranges = [max(v) - min(v) for v in ([finals[(name, s)] for s in paired], [finals[(base, s)] for s in paired])]
+            same_sign = all(x < 0 for x in diffs) or all(x > 0 for x in diffs)
+            row.update(change_mean=d, change_min=min(diffs), change_max=max(diffs),
+                       exceeds_spread=("yes" if same_sign and abs(d) > max(ranges) else "no") if len(paired) > 1 else "")
+        out.append(row)
+        if name != "moe":
+            previous = name
+    return out
+
+
+def seed_table(rows: list[dict]) -> str:
+    head = (f"{'run':8s} {'seeds':>14s} {'bpc mean':>8s} {'std':>6s} {'min':>7s} {'max':>7s}   "
+            f"{'step (mean, min..max over seeds)':>34s}  exceeds spread")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        step = ("" if math.isnan(r["change_mean"]) else
+                f"{r['change_mean']:+.3f} ({r['change_min']:+.3f}..{r['change_max']:+.3f})")
+        std = "" if math.isnan(r["bpc_std"]) else f"{r['bpc_std']:.3f}"
+        lines.append(f"{r['run']:8s} {r['seeds']:>14s} {r['bpc_mean']:8.3f} {std:>6s} {r['bpc_min']:7.3f} "
+                     f"{r['bpc_max']:7.3f}   {step:>34s}  {r['exceeds_spread']}")
+    return "\n".join(lines)
+
+
+def write_seeds_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=SEEDS_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else f"{v:.6g}" if isinstance(v, float) else v)
+                        for k, v in r.items()})
+
+
+def read_finals(paths: list[Path]) -> dict[tuple[str, int], float]:
+    """{(run, seed): the last evaluation's val bpc} from ablation CSVs (a file without a seed column,
+    as written before --seeds existed, holds one seed: --seed's default, 1337)."""
+    finals = {}
+    for path in paths:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):  # rows in training order: the last one of a run is its final
+                finals[(row["run"], int(row.get("seed") or 1337))] = float(row["val_bpc"])
+    return finals
 
 
 def check_expectation(summaries: list[dict]) -> str | None:
@@ -308,6 +399,12 @@ def parse_args(argv=None):
                         f"{FULL['eval_every']}, {QUICK['eval_every']} with --quick)")
     p.add_argument("--sp-vocab", type=int, default=8000)
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated seeds: run the whole ladder once per seed (default: --seed only); "
+                        "with more than one, also writes ablation_seeds.csv (mean and spread per rung)")
+    p.add_argument("--summarize", type=Path, nargs="+", default=None, metavar="CSV",
+                   help="train nothing: read ablation CSVs (one or several seeds each), print the mean and spread "
+                        "over seeds and write ablation_seeds.csv into --out")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 with --quick); 1 is much faster on "
@@ -323,6 +420,12 @@ def parse_args(argv=None):
     if unknown or not names:
         p.error(f"--runs: unknown run(s) {unknown}; choose 'all' or some of {','.join(RUN_NAMES)}")
     args.run_names = [n for n in RUN_NAMES if n in names]  # always in ladder order
+    try:
+        args.seed_list = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else [args.seed]
+    except ValueError:
+        p.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    if not args.seed_list or len(set(args.seed_list)) != len(args.seed_list):
+        p.error(f"--seeds: expected distinct integers, got {args.seeds!r}")
     return args
 
 
@@ -330,7 +433,13 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     t_start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(args.device)
+    if args.summarize:
+        rows = seed_summary(read_finals(args.summarize))
+        print(seed_table(rows))
+        write_seeds_csv(args.out / "ablation_seeds.csv", rows)
+        print(f"wrote {args.out / 'ablation_seeds.csv'}")
+        return rows
+    device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     train_docs = load_documents("embedded", "train")
@@ -350,7 +459,7 @@ def main(argv=None) -> list[dict]:
     configs = ladder_configs(tokenizers["sp"].vocab_size if "sp" in tokenizers else args.sp_vocab)
 
     print(f"ablation: {len(rungs)} run(s), {args.budget_pflops:g} PFLOPs each, batch {args.batch_size} x "
-          f"{args.seq_len} tokens, lr {args.lr:g}, seed {args.seed}, device {device}, "
+          f"{args.seq_len} tokens, lr {args.lr:g}, seed(s) {','.join(map(str, args.seed_list))}, device {device}, "
           f"torch threads {torch.get_num_threads()}")
     for k in tokenizers:
         d, e = datas[k], evals[k]
@@ -360,18 +469,29 @@ def main(argv=None) -> list[dict]:
               f"{unigram_bpc(d.train, e.val, tokenizers[k].vocab_size, e.val_chars):.3f} bpc on it")
 
     summaries = []
-    for rung in rungs:
-        print(f"{rung.label}", flush=True)
-        summaries.append(run_one(rung, configs[rung.name], datas[rung.tokenizer], evals[rung.tokenizer],
-                                  args, device))
-        write_csv(args.out / "ablation.csv", summaries)  # after every run: a crash keeps what was done
+    for seed in args.seed_list:
+        args.seed = seed
+        for rung in rungs:
+            print(f"{rung.label}" + (f"  (seed {seed})" if len(args.seed_list) > 1 else ""), flush=True)
+            summaries.append(run_one(rung, configs[rung.name], datas[rung.tokenizer], evals[rung.tokenizer],
+                                      args, device))
+            write_csv(args.out / "ablation.csv", summaries)  # after every run: a crash keeps what was done
     plot(args.out / "ablation.png", summaries, args.budget_pflops)
 
-    print()
-    print(summary_table(summaries))
-    verdict = check_expectation(summaries)
-    if verdict:
-        print(verdict)
+    for seed in args.seed_list:
+        print()
+        if len(args.seed_list) > 1:
+            print(f"seed {seed}:")
+        mine = [s for s in summaries if s["seed"] == seed]
+        print(summary_table(mine))
+        verdict = check_expectation(mine)
+        if verdict:
+            print(verdict)
+    if len(args.seed_list) > 1:
+        rows = seed_summary({(s["run"], s["seed"]): s["val_bpc"] for s in summaries})
+        print()
+        print(seed_table(rows))
+        write_seeds_csv(args.out / "ablation_seeds.csv", rows)
     print(f"total wall time {time.perf_counter() - t_start:.0f} s "
           f"(training {sum(s['wall_s'] for s in summaries):.0f} s, evaluation "
           f"{sum(s['eval_s'] for s in summaries):.0f} s); wrote {args.out / 'ablation.csv'} and "

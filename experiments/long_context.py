@@ -46,7 +46,8 @@ from minigpt.data import prepare_data
 from minigpt.model import GPT
 from minigpt.rope import RotaryEmbedding
 from minigpt.tokenizer import train_sentencepiece
-from minigpt.train import TrainConfig, resolve_device, train
+from minigpt.device import pick_device
+from minigpt.train import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("linear", "ntk", "dynamic", "yarn")
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
     result = train(model, data, tcfg, on_step=report, tokenizer=tok)
     print(f"trained {result.step} steps in {result.elapsed_s:.0f} s ({result.stopped}): "
           f"val loss {result.val_loss:.3f} at context {args.block_size}", flush=True)
-    model.to(resolve_device(args.device))
+    model.to(pick_device(args.device))
 
     rows, curves = evaluate_all(model, data.val, args.block_size, max_tokens=args.eval_tokens)
     print_table(rows, args.block_size)

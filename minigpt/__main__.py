@@ -1,4 +1,4 @@
-"""`python -m minigpt ...`: see minigpt/cli.py for the commands."""
+"""`python -m minigpt ...` (and `torchrun ... -m minigpt train ...`): see minigpt/cli/ for the commands."""
 
 from minigpt.cli import main
 

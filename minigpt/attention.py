@@ -6,8 +6,12 @@ One module covers what the course teaches, chosen by GPTConfig switches:
   "softcap" (c * tanh(logits / c), as in Gemma 2).
   Note that `x * head_dim**-0.5` is the same computation as `x / sqrt(head_dim)`, not a remedy.
 - grouped-query attention: n_kv_head key/value heads shared by groups of query heads.
-- implementation: written out ("manual") or F.scaled_dot_product_attention ("sdpa", which runs
-  FlashAttention kernels on CUDA). SDPA cannot apply soft-capping.
+- implementation: written out ("manual", what the chapters teach) or F.scaled_dot_product_attention
+  ("sdpa", the training default of `minigpt train`: one fused kernel, chosen by PyTorch among
+  flash, memory-efficient, cuDNN and math kernels; flash needs fp16/bf16 on CUDA). The sdpa path
+  covers training (causal, dropout), the KV cache (one token, or a chunk with a bottom-right mask)
+  and GQA (enable_gqa: the kv heads are not repeated in memory). SDPA cannot apply soft-capping,
+  and recording attention statistics needs the probabilities: both fall back to "manual".
 - a KV cache, with the three cases spelled out in `causal_mask`.
 """
 
@@ -89,12 +93,25 @@ class CausalSelfAttention(nn.Module):
         self.record_stats = False  # set True to keep entropy / max-logit of the next forward
         self.last_stats: dict | None = None
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q (B, T, nh*hd), k and v (B, T, n_kv*hd). The sdpa path runs the three projections as one
+        matmul on the concatenated weights (one kernel instead of three; the same numbers up to float
+        rounding); the written-out path keeps the three matmuls the chapters show."""
+        if self.impl != "sdpa":
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight for p in projs])
+        bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
+        kv = self.n_kv_head * self.head_dim
+        return F.linear(x, weight, bias).split([self.n_head * self.head_dim, kv, kv], dim=-1)
+
     def forward(self, x, cos=None, sin=None, cache=None, layer: int = 0):
         B, T, C = x.shape
-        # (B, T, C) -> (B, T, nh, hd) -> (B, nh, T, hd)
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k, v = self.project_qkv(x)
+        # (B, T, nh*hd) -> (B, T, nh, hd) -> (B, nh, T, hd)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if self.logits == "qk_norm":
             q, k = self.q_norm(q), self.k_norm(k)  # per head, before RoPE (Qwen3)
         if self.use_rope:
@@ -103,17 +120,19 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(layer, k, v)  # (B, n_kv, S, hd), S = cached + T
         S = k.shape[2]
         n_rep = self.n_head // self.n_kv_head
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
 
         if self.impl == "sdpa" and self.logits != "softcap" and not self.record_stats:
             p = self.dropout if self.training else 0.0
+            gqa = n_rep > 1  # SDPA shares each kv head among n_rep query heads itself
             if T == S:  # training / no cache: the usual lower triangle
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, enable_gqa=gqa)
             elif T == 1:  # one new token: it sees every key, no mask needed
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa)
             else:  # a chunk after the cache: the mask must be aligned bottom-right (see causal_mask)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device), dropout_p=p)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device), dropout_p=p,
+                                                   enable_gqa=gqa)
         else:
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hd)
             att = attention_scores(q, k)  # (B, nh, T, S)
             if self.logits == "softcap":
                 att = soft_cap(att, self.softcap)

@@ -7,7 +7,7 @@ decoder of chapter 09 is the same dataclass with other values:
     >>> cfg.head_dim
     64
 
-Invalid combinations raise ValueError naming the fields, before any tensor is built.
+Invalid combinations raise ConfigError (a ValueError) naming the fields, before any tensor is built.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from .errors import ConfigError
+from .i18n import tr
+
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
 POSITIONS = ("learned", "rope")
 ATTN_LOGITS = ("standard", "qk_norm", "softcap")
 ATTN_IMPLS = ("manual", "sdpa")
 MOE_GATINGS = ("mixtral", "switch")
-ROPE_SCALINGS = ("linear", "ntk", "dynamic", "yarn")
+ROPE_SCALINGS = ("linear", "ntk", "dynamic", "yarn", "llama3")
 
 
 @dataclass
@@ -46,7 +49,10 @@ class GPTConfig:
     # chapter 04 and 11: positions
     pos: str = "learned"  # "learned" absolute embeddings | "rope" rotary embeddings
     rope_base: float = 10000.0
-    rope_scaling: dict | None = None  # {"type": "linear"|"ntk"|"dynamic"|"yarn", "factor": s, ...}
+    # {"type": "linear"|"ntk"|"dynamic"|"yarn"|"llama3", "factor": s, optional
+    #  "original_max_position_embeddings" (default block_size), yarn's beta_fast/beta_slow/attention_factor,
+    #  llama3's low_freq_factor/high_freq_factor}
+    rope_scaling: dict | None = None
     # chapter 07: attention logits
     attn_logits: str = "standard"  # "standard" q.k/sqrt(d) | "qk_norm" | "softcap"
     softcap: float = 50.0  # c in c * tanh(x / c), used with attn_logits="softcap"
@@ -82,49 +88,65 @@ class GPTConfig:
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
-        def bad(fields: str, why: str):
-            raise ValueError(f"GPTConfig: {fields}: {why}")
+        def bad(fields: str, en: str, ja: str, **values):
+            raise ConfigError(tr("GPTConfig: {fields}: " + en, "GPTConfig: {fields}: " + ja, fields=fields, **values))
 
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                bad(name, f"must be a positive integer, got {getattr(self, name)!r}")
+                bad(name, "must be a positive integer, got {v!r}", "正の整数にしてください（{v!r} が指定されました）",
+                    v=getattr(self, name))
         choices = {"norm": NORMS, "mlp": MLPS, "pos": POSITIONS, "attn_logits": ATTN_LOGITS,
                    "attn_impl": ATTN_IMPLS, "moe_gating": MOE_GATINGS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                bad(name, f"must be one of {allowed}, got {getattr(self, name)!r}")
+                bad(name, "must be one of {allowed}, got {v!r}", "{allowed} のいずれかにしてください（{v!r} が指定されました）",
+                    allowed=allowed, v=getattr(self, name))
         if self.n_embd % self.n_head:
-            bad("n_embd, n_head", f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            bad("n_embd, n_head", "n_embd ({c}) must be divisible by n_head ({h})",
+                "n_embd（{c}）は n_head（{h}）で割り切れる値にしてください", c=self.n_embd, h=self.n_head)
         if self.n_kv_head is not None:
             if self.n_kv_head <= 0 or self.n_head % self.n_kv_head:
-                bad("n_kv_head, n_head", f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+                bad("n_kv_head, n_head", "n_head ({h}) must be a multiple of n_kv_head ({kv})",
+                    "n_head（{h}）は n_kv_head（{kv}）の倍数にしてください", h=self.n_head, kv=self.n_kv_head)
         if self.pos == "rope" and self.head_dim % 2:
-            bad("pos, n_embd, n_head", f"rope rotates pairs of dimensions: head_dim = {self.head_dim} must be even")
+            bad("pos, n_embd, n_head", "rope rotates pairs of dimensions: head_dim = {d} must be even",
+                "RoPE は次元を2つずつ組にして回転させるため、head_dim（{d}）は偶数にしてください", d=self.head_dim)
         if self.rope_scaling is not None:
             if self.pos != "rope":
-                bad("rope_scaling, pos", "rope_scaling needs pos='rope'")
+                bad("rope_scaling, pos", "rope_scaling needs pos='rope'", "rope_scaling には pos='rope' が必要です")
             kind = self.rope_scaling.get("type")
             if kind not in ROPE_SCALINGS:
-                bad("rope_scaling", f"'type' must be one of {ROPE_SCALINGS}, got {kind!r}")
+                bad("rope_scaling", "'type' must be one of {allowed}, got {v!r}",
+                    "'type' は {allowed} のいずれかにしてください（{v!r} が指定されました）", allowed=ROPE_SCALINGS, v=kind)
             if not self.rope_scaling.get("factor", 0) >= 1:
-                bad("rope_scaling", "'factor' must be a number >= 1")
+                bad("rope_scaling", "'factor' must be a number >= 1", "'factor' は 1 以上の数にしてください")
+            original = self.rope_scaling.get("original_max_position_embeddings")
+            if original is not None and (not isinstance(original, int) or original <= 0):
+                bad("rope_scaling", "'original_max_position_embeddings' must be a positive integer, got {v!r}",
+                    "'original_max_position_embeddings' は正の整数にしてください（{v!r} が指定されました）", v=original)
+            if kind == "llama3" and not (self.rope_scaling.get("high_freq_factor", 4.0)
+                                         > self.rope_scaling.get("low_freq_factor", 1.0)):
+                bad("rope_scaling", "llama3: 'high_freq_factor' must be larger than 'low_freq_factor'",
+                    "llama3: 'high_freq_factor' は 'low_freq_factor' より大きくしてください")
         if not 0.0 <= self.dropout < 1.0:
-            bad("dropout", f"must be in [0, 1), got {self.dropout}")
+            bad("dropout", "must be in [0, 1), got {v}", "0 以上 1 未満にしてください（{v} が指定されました）", v=self.dropout)
         if self.softcap <= 0:
-            bad("softcap", "must be positive")
+            bad("softcap", "must be positive", "正の数にしてください")
         if self.norm_eps <= 0:
-            bad("norm_eps", "must be positive")
+            bad("norm_eps", "must be positive", "正の数にしてください")
         if self.n_experts < 0:
-            bad("n_experts", "must be >= 0 (0 means a dense MLP)")
+            bad("n_experts", "must be >= 0 (0 means a dense MLP)", "0 以上にしてください（0 は通常の MLP を意味します）")
         if self.n_experts:
             if not 1 <= self.top_k <= self.n_experts:
-                bad("top_k, n_experts", f"top_k ({self.top_k}) must be between 1 and n_experts ({self.n_experts})")
+                bad("top_k, n_experts", "top_k ({k}) must be between 1 and n_experts ({n})",
+                    "top_k（{k}）は 1 以上 n_experts（{n}）以下にしてください", k=self.top_k, n=self.n_experts)
             if self.mlp != "swiglu":
-                bad("mlp, n_experts", "the experts are SwiGLU MLPs: set mlp='swiglu'")
+                bad("mlp, n_experts", "the experts are SwiGLU MLPs: set mlp='swiglu'",
+                    "エキスパートは SwiGLU MLP です。mlp='swiglu' を指定してください")
             if self.capacity_factor is not None and self.capacity_factor <= 0:
-                bad("capacity_factor", "must be positive or None")
+                bad("capacity_factor", "must be positive or None", "正の数か None にしてください")
         if self.mlp_hidden is not None and self.mlp_hidden <= 0:
-            bad("mlp_hidden", "must be positive or None")
+            bad("mlp_hidden", "must be positive or None", "正の整数か None にしてください")
 
     # ----------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:
@@ -135,7 +157,11 @@ class GPTConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"GPTConfig: unknown fields {unknown}; is this checkpoint from a newer minigpt?")
+            raise ConfigError(tr("GPTConfig: unknown fields {unknown}; is this checkpoint from a newer minigpt? "
+                                 "Update minigpt (pip install -U) or remove the fields",
+                                 "GPTConfig: 不明なフィールド {unknown} があります。新しい minigpt で作ったチェックポイント"
+                                 "かもしれません。minigpt を更新する（pip install -U）か、そのフィールドを削除してください",
+                                 unknown=unknown))
         return cls(**d)
 
     def replace(self, **changes) -> "GPTConfig":
@@ -153,6 +179,20 @@ def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
     """
     hidden = int(8 * n_embd / 3)
     return multiple_of * math.ceil(hidden / multiple_of)
+
+
+def llama_ffn_hidden(dim: int, multiple_of: int, ffn_dim_multiplier: float | None = None) -> int:
+    """The SwiGLU hidden size of Meta's Llama code (`FeedForward` in llama/model.py), which is a
+    checkpoint's `intermediate_size`: int(2/3 of 4*dim), then times `ffn_dim_multiplier` (truncated
+    to an int) when the model has one, then rounded up to a multiple of `multiple_of`.
+
+    >>> llama_ffn_hidden(4096, 1024, 1.3)   # Llama-3-8B
+    14336
+    """
+    hidden = int(2 * (4 * dim) / 3)
+    if ffn_dim_multiplier is not None:
+        hidden = int(ffn_dim_multiplier * hidden)
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
 # ------------------------------------------------------------------------------- presets
@@ -182,5 +222,7 @@ PRESETS: dict[str, dict] = {
 def get_preset(name: str, **overrides) -> GPTConfig:
     """A GPTConfig from a preset name, with any field overridden: get_preset("modern", vocab_size=8000)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(tr("unknown preset {name!r}; choose one of {names}",
+                             "プリセット {name!r} はありません。{names} のいずれかを選んでください",
+                             name=name, names=sorted(PRESETS)))
     return GPTConfig(**{**PRESETS[name], **overrides})

@@ -18,6 +18,11 @@ Train/validation split, fixed so that every run and every learner sees the same 
 - If that rule gives no validation document at all (no file has 10 documents, e.g. a single
   novel in one file), each document is split by characters instead: its last 10% goes to
   validation, cut at a newline near that point when there is one.
+- Corpora whose documents have ids (Tatoeba sentences, Wikipedia articles; minigpt.datasets)
+  use ``is_val_id``: validation when ``id % 20 == 19``.
+
+These rules live here only (``split_of_file``, ``uses_document_rule``, ``is_val_id``); the
+streaming reader of minigpt.datasets applies the same functions.
 
     >>> docs = load_documents("embedded", split="train")
     >>> sorted(corpus_stats(docs))
@@ -28,8 +33,12 @@ Train/validation split, fixed so that every run and every learner sees the same 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Iterable, Iterator
+
 from minigpt.errors import DataError
+from minigpt.i18n import tr
 
 __all__ = [
     "EMBEDDED_DIR",
@@ -39,6 +48,9 @@ __all__ = [
     "split_documents",
     "corpus_files",
     "load_documents",
+    "split_of_file",
+    "uses_document_rule",
+    "is_val_id",
     "corpus_stats",
     "describe_corpus",
 ]
@@ -48,6 +60,7 @@ SPLITS = ("train", "val", "all")
 SEPARATOR = "---"
 VAL_EVERY = 10  # document i is validation when i % VAL_EVERY == VAL_EVERY - 1
 VAL_FRACTION = 0.1  # share of characters for validation in the by-character fallback
+VAL_MODULUS = 20  # a document with an id is validation when id % VAL_MODULUS == VAL_MODULUS - 1 (5%)
 
 
 class CorpusError(DataError):
@@ -65,11 +78,23 @@ def read_text(path: str | Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise CorpusError(f"text file not found: {path}") from None
+        raise CorpusError(tr("text file not found: {path}", "テキストファイルが見つかりません: {path}",
+                             path=path)) from None
     except IsADirectoryError:
-        raise CorpusError(f"{path} is a folder; read_text wants a file (load_documents reads folders)") from None
+        raise CorpusError(tr("{path} is a folder; read_text wants a file (load_documents reads folders)",
+                             "{path} はフォルダです。read_text にはファイルを渡します (フォルダは load_documents "
+                             "で読めます)", path=path)) from None
     bom = b"\xef\xbb\xbf"
     skip = len(bom) if data.startswith(bom) else 0
+    if _looks_binary(data):
+        raise CorpusError(tr(
+            "{path} looks like a binary file, not text (it holds NUL bytes or mostly undecodable bytes): a corpus "
+            "is plain UTF-8 text (.txt). Remove it from the corpus folder, or pass the right file (text in UTF-16 "
+            "without a BOM: re-save it as UTF-8).",
+            "{path} はテキストではなくバイナリファイルのようです（NUL バイト、またはデコードできないバイトが大半です）。"
+            "コーパスはプレーンな UTF-8 テキスト（.txt）です。コーパスのフォルダから外すか、正しいファイルを指定してください"
+            "（BOM のない UTF-16 のテキストなら UTF-8 で保存し直してください）。",
+            path=path))
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as e:
@@ -77,14 +102,31 @@ def read_text(path: str | Path) -> str:
         line = data[:offset].count(b"\n") + 1
         bad = data[offset : offset + 4].hex(" ").upper()
         guess = _guess_encoding(data)
-        hint = f" It looks like {guess}." if guess else ""
+        hint = tr(" It looks like {guess}.", "{guess} のようです。", guess=guess) if guess else ""
         src = "UTF-16" if guess == "UTF-16" else "SHIFT_JIS"
-        raise CorpusError(
-            f"{path} is not valid UTF-8: bad byte(s) {bad} at byte offset {offset} (line {line}).{hint} "
-            f"Re-save it as UTF-8, e.g. `iconv -f {src} -t UTF-8 in.txt > out.txt` "
-            f"(use CP932 or EUC-JP instead of SHIFT_JIS if that is its encoding)."
-        ) from None
+        raise CorpusError(tr(
+            "{path} is not valid UTF-8: bad byte(s) {bad} at byte offset {offset} (line {line}).{hint} "
+            "Re-save it as UTF-8, e.g. `iconv -f {src} -t UTF-8 in.txt > out.txt` "
+            "(use CP932 or EUC-JP instead of SHIFT_JIS if that is its encoding).",
+            "{path} は正しい UTF-8 ではありません: バイトオフセット {offset} ({line} 行目) に不正なバイト {bad} が"
+            "あります。{hint}UTF-8 で保存し直してください。例: `iconv -f {src} -t UTF-8 in.txt > out.txt` "
+            "(元の文字コードが SHIFT_JIS でなく CP932 や EUC-JP なら、それを指定します)。",
+            path=path, bad=bad, offset=offset, line=line, hint=hint, src=src)) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\x0c") + b"\x7f"
+
+
+def _looks_binary(data: bytes) -> bool:
+    """NUL bytes, or more than 5% control bytes: text in any encoding has almost none, while compressed
+    files, models and executables have 10% and more. (UTF-16 text starts with its BOM: not binary.)"""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    sample = data[: 1 << 16]
+    if not sample:
+        return False
+    return b"\x00" in sample or len(sample) - len(sample.translate(None, _CONTROL)) > 0.05 * len(sample)
 
 
 def _guess_encoding(data: bytes) -> str | None:
@@ -123,10 +165,11 @@ def corpus_files(name: str | Path = "embedded") -> list[Path]:
     if isinstance(name, str) and name == "embedded":
         files = sorted(EMBEDDED_DIR.glob("*.txt"))
         if not files:
-            raise CorpusError(
-                f"the embedded corpus has no *.txt files in {EMBEDDED_DIR}; "
-                "reinstall minigpt (pip install -e .) or pass a path to your own corpus"
-            )
+            raise CorpusError(tr(
+                "the embedded corpus has no *.txt files in {d}; reinstall minigpt (pip install -e .) or pass a "
+                "path to your own corpus",
+                "同梱のコーパスの {d} に *.txt ファイルがありません。minigpt をインストールし直す "
+                "(pip install -e .) か、自分のコーパスのパスを指定してください", d=EMBEDDED_DIR))
         return files
     path = Path(name).expanduser()
     if path.is_file():
@@ -134,12 +177,15 @@ def corpus_files(name: str | Path = "embedded") -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
-            raise CorpusError(f"no *.txt files found under folder {path}; put UTF-8 .txt files there")
+            raise CorpusError(tr("no *.txt files found under folder {path}; put UTF-8 .txt files there",
+                                 "フォルダ {path} の下に *.txt ファイルがありません。UTF-8 の .txt ファイルを置いて"
+                                 "ください", path=path))
         return files
-    raise CorpusError(
-        f"no corpus named {str(name)!r}: expected 'embedded', a .txt file or a folder of .txt files, "
-        f"but {path.resolve()} does not exist"
-    )
+    raise CorpusError(tr(
+        "no corpus named {name}: expected 'embedded', a .txt file or a folder of .txt files, but {path} does not "
+        "exist",
+        "{name} という名前のコーパスはありません。'embedded'、.txt ファイル、.txt ファイルのフォルダのいずれかを"
+        "指定してください ({path} は存在しません)", name=repr(str(name)), path=path.resolve()))
 
 
 def _cut_point(doc: str) -> int:
@@ -151,6 +197,48 @@ def _cut_point(doc: str) -> int:
     if nl == -1:
         nl = doc.find("\n", cut, int(n * 0.95))
     return nl if nl > 0 else cut
+
+
+def is_val_id(doc_id) -> bool:
+    """The fixed validation rule for corpora with ids: ``int(id) % 20 == 19``.
+
+    >>> is_val_id(39), is_val_id(40)
+    (True, False)
+    """
+    try:
+        n = int(doc_id)
+    except (TypeError, ValueError):  # a non-numeric id: a stable hash of it instead
+        n = int.from_bytes(hashlib.sha1(str(doc_id).encode("utf-8")).digest()[:8], "big")
+    return n % VAL_MODULUS == VAL_MODULUS - 1
+
+
+def uses_document_rule(documents_per_file: Iterable[int]) -> bool:
+    """Whether a corpus is split by documents (some file has >= 10) or, failing that, by characters."""
+    return any(n >= VAL_EVERY for n in documents_per_file)
+
+
+def split_of_file(docs: list[str], split: str, by_document: bool) -> Iterator[str]:
+    """What one file's documents give to ``split`` ("train", "val" or "all") under the fixed rule.
+
+    ``by_document``: every tenth document (``i % 10 == 9``) is validation; else the last 10% of
+    each document's characters is (see the module docstring).
+
+    >>> list(split_of_file([f"d{i}" for i in range(10)], "val", by_document=True))
+    ['d9']
+    """
+    if split == "all":
+        yield from docs
+        return
+    want_val = split == "val"
+    for i, d in enumerate(docs):
+        if by_document:
+            if (i % VAL_EVERY == VAL_EVERY - 1) == want_val:
+                yield d
+            continue
+        cut = _cut_point(d)
+        part = d[cut:].lstrip("\n") if want_val else d[:cut].rstrip("\n")
+        if part.strip():
+            yield part
 
 
 def load_documents(name: str | Path = "embedded", split: str = "train") -> list[str]:
@@ -169,31 +257,13 @@ def load_documents(name: str | Path = "embedded", split: str = "train") -> list[
     docs = [d for file_docs in per_file for d in file_docs]
     if not docs:
         shown = ", ".join(str(f) for f in files[:5]) + (" ..." if len(files) > 5 else "")
-        raise CorpusError(
-            f"corpus {str(name)!r} has no text: {len(files)} file(s) ({shown}) contain only "
-            "whitespace or '---' separators; add UTF-8 text to them"
-        )
-    if split == "all":
-        return docs
-
-    if any(len(file_docs) >= VAL_EVERY for file_docs in per_file):
-        # The document rule: every tenth document of each file is validation.
-        want_val = split == "val"
-        return [
-            d
-            for file_docs in per_file
-            for i, d in enumerate(file_docs)
-            if (i % VAL_EVERY == VAL_EVERY - 1) == want_val
-        ]
-
-    # Too few documents for the rule: split each document by characters instead.
-    out = []
-    for d in docs:
-        cut = _cut_point(d)
-        part = d[:cut].rstrip("\n") if split == "train" else d[cut:].lstrip("\n")
-        if part.strip():
-            out.append(part)
-    return out
+        raise CorpusError(tr(
+            "corpus {name} has no text: {n} file(s) ({shown}) contain only whitespace or '---' separators; add "
+            "UTF-8 text to them",
+            "コーパス {name} にテキストがありません。{n} 個のファイル ({shown}) には空白か '---' の区切りしか"
+            "ありません。UTF-8 のテキストを書き加えてください", name=repr(str(name)), n=len(files), shown=shown))
+    by_document = uses_document_rule(len(file_docs) for file_docs in per_file)
+    return [d for file_docs in per_file for d in split_of_file(file_docs, split, by_document)]
 
 
 def corpus_stats(docs: list[str]) -> dict:

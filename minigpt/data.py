@@ -27,6 +27,9 @@ from typing import Iterable
 
 import torch
 
+from minigpt.errors import DataError
+from minigpt.i18n import tr
+
 
 def encode_documents(tok, docs: Iterable[str]) -> torch.Tensor:
     """Encode every document and append EOS after each; returns one 1-D LongTensor (the stream).
@@ -115,9 +118,11 @@ def get_batch(stream: torch.Tensor, batch_size: int, seq_len: int,
     n = len(stream)
     need = seq_len + 1
     if n < need:
-        raise ValueError(
-            f"the token stream has {n} tokens, but one training window needs seq_len + 1 = {need}; "
-            f"use a smaller seq_len (at most {max(n - 1, 0)}) or more text")
+        raise DataError(tr("the token stream has {n} tokens, but one training window needs seq_len + 1 = {need}; "
+                           "use a smaller --seq-len (at most {m}) or more text",
+                           "トークン列は {n} トークンですが、学習の窓 1 つに seq_len + 1 = {need} トークン必要です。"
+                           "--seq-len を小さくする (最大 {m}) か、テキストを増やしてください",
+                           n=n, need=need, m=max(n - 1, 0)))
     # Window starts are uniform over every position where a whole window fits.
     starts = torch.randint(0, n - need + 1, (batch_size,), generator=generator)  # (B,)
     idx = starts[:, None] + torch.arange(need)  # (B, T+1)

@@ -7,10 +7,12 @@ downloaded (or streamed) on demand, cached, and always credited:
     Tatoeba: sentences (c) Tatoeba contributors, https://tatoeba.org, CC BY 2.0 FR ...
     >>> for text in stream_c4_ja("train", limit=3): ...   # doctest: +SKIP
 
-- ``download(url_or_path, cache_dir)``: a file into the cache, with a progress bar. An interrupted
-  download leaves ``NAME.part``; the next call resumes it with an HTTP ``Range`` request (and
-  ``If-Range``, so a file that changed on the server is fetched afresh instead of spliced).
-  A local path or a ``file://`` URL is used in place, so a mirror on disk replaces any download.
+- ``download(url_or_path, cache_dir)``: a file into the cache, with a progress bar. The cache is
+  keyed by the whole URL (``CACHE/<hash of the URL>/NAME``, see ``cache_path``), so two URLs that end
+  in the same file name never share a file. An interrupted download leaves ``NAME.part``; the next
+  call resumes it with an HTTP ``Range`` request (and ``If-Range``, so a file that changed on the
+  server is fetched afresh instead of spliced). A local path or a ``file://`` URL is used in place,
+  so a mirror on disk replaces any download. Without a network the error names the mirror option.
 - Tatoeba's Japanese export (one sentence a line, ``id<TAB>jpn<TAB>text``; CC BY 2.0 FR, credit
   "Tatoeba contributors"). ``MINIGPT_TATOEBA_URL`` (or ``url=``) replaces the download with a
   mirror URL or a local path.
@@ -31,11 +33,13 @@ C4 has its own ``validation`` split.
 from __future__ import annotations
 
 import bz2
+import errno
 import hashlib
 import http.client
 import io
 import json
 import os
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -43,12 +47,16 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from minigpt.corpus import CorpusError
-from minigpt.errors import DownloadError
+from minigpt import corpus
+from minigpt.corpus import CorpusError, is_val_id
+from minigpt.errors import ConfigError, DownloadError
+from minigpt.files import is_sha256, sha256_file
+from minigpt.i18n import tr
 
 __all__ = [
     "DownloadError",
     "default_cache_dir",
+    "cache_path",
     "download",
     "TATOEBA_URL",
     "TATOEBA_ATTRIBUTION",
@@ -77,7 +85,6 @@ WIKIPEDIA_DATASET = ("wikimedia/wikipedia", "20231101.ja")
 WIKIPEDIA_ATTRIBUTION = ("Wikipedia (ja): (c) Wikipedia contributors, CC BY-SA 4.0 "
                          "(https://creativecommons.org/licenses/by-sa/4.0/) and GFDL")
 
-VAL_MODULUS = 20  # id % 20 == 19 -> validation (5%)
 _USER_AGENT = "minigpt/0.1 (+https://github.com/; a course downloader)"
 
 
@@ -86,19 +93,6 @@ _USER_AGENT = "minigpt/0.1 (+https://github.com/; a course downloader)"
 def default_cache_dir() -> Path:
     """``$MINIGPT_CACHE``, else ``~/.cache/minigpt``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "minigpt").expanduser()
-
-
-def is_val_id(doc_id) -> bool:
-    """The fixed validation rule for corpora with ids: ``int(id) % 20 == 19``.
-
-    >>> is_val_id(39), is_val_id(40)
-    (True, False)
-    """
-    try:
-        n = int(doc_id)
-    except (TypeError, ValueError):  # a non-numeric id: a stable hash of it instead
-        n = int.from_bytes(hashlib.sha1(str(doc_id).encode("utf-8")).digest()[:8], "big")
-    return n % VAL_MODULUS == VAL_MODULUS - 1
 
 
 _ATTRIBUTED: set[str] = set()
@@ -120,67 +114,129 @@ def _local_path(src: str) -> Path | None:
     if parts.scheme in ("http", "https"):
         return None
     if parts.scheme and len(parts.scheme) > 1:
-        raise DownloadError(f"cannot download {src!r}: only http://, https://, file:// and local paths are "
-                            "supported")
+        raise DownloadError(tr("cannot download {src}: only http://, https://, file:// and local paths are "
+                               "supported",
+                               "{src} はダウンロードできません。使えるのは http://、https://、file:// とローカルの"
+                               "パスだけです", src=repr(src)))
     return Path(src).expanduser()  # no scheme (or a Windows drive letter): a path
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _normal_sha256(sha256: str | None) -> str | None:
+    """A given sha256 in lowercase; a malformed one is refused before anything is downloaded."""
+    if sha256 is None:
+        return None
+    if not is_sha256(sha256):
+        raise ConfigError(tr("--sha256 must be 64 hexadecimal digits (a SHA-256 digest), got {v!r}; copy it again "
+                             "or leave it out",
+                             "--sha256 は 16 進数 64 桁（SHA-256 のダイジェスト）にしてください（値: {v!r}）。"
+                             "コピーし直すか、指定しないでください", v=sha256))
+    return sha256.strip().lower()
+
+
+def cache_path(url: str, cache_dir=None, filename: str | None = None) -> Path:
+    """Where ``download(url)`` keeps its file: ``CACHE/<first 16 hex digits of sha256(url)>/NAME``.
+
+    >>> cache_path("https://a.example/x.tsv", "/c") != cache_path("https://b.example/x.tsv", "/c")
+    True
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    name = filename or Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name or "download"
+    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return cache / key / name
+
+
+def _offline_error(src: str, error: BaseException, mirror_env: str | None) -> DownloadError:
+    host = urllib.parse.urlsplit(src).hostname or src
+    reason = getattr(error, "reason", error)
+    option = (tr("set {env} to a mirror URL or a local copy (e.g. {env}=file:///path/to/{name})",
+                 "{env} にミラーの URL かローカルのコピーを指定してください（例: {env}=file:///path/to/{name}）",
+                 env=mirror_env, name=Path(urllib.parse.urlsplit(src).path).name or "file")
+              if mirror_env else
+              tr("pass a local path or a file:// URL of a copy instead",
+                 "代わりにコピーのローカルパスか file:// の URL を指定してください"))
+    return DownloadError(tr("cannot reach {host} to download {src} ({reason}): is there a network? To work offline, "
+                            "{option}",
+                            "{src} をダウンロードするために {host} に接続できません（{reason}）。ネットワークに"
+                            "つながっていますか。オフラインで使うには、{option}",
+                            host=host, src=src, reason=reason, option=option))
+
+
+_NO_ROUTE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """No connection at all (DNS fails, network down, refused), as opposed to one that dropped."""
+    if isinstance(error, urllib.error.HTTPError):
+        return False
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    return isinstance(reason, (socket.gaierror, ConnectionRefusedError)) or \
+        (isinstance(reason, OSError) and reason.errno in _NO_ROUTE)
 
 
 def download(url_or_path, cache_dir=None, progress: bool = True, *, filename: str | None = None,
              sha256: str | None = None, retries: int = 2, timeout: float = 60.0,
-             chunk_size: int = 1 << 20) -> Path:
+             chunk_size: int = 1 << 20, mirror_env: str | None = None) -> Path:
     """Fetch ``url_or_path`` into ``cache_dir`` (default ``default_cache_dir()``); return the file's path.
 
     - An http(s) URL is written to ``cache_dir/NAME.part`` and renamed to ``NAME`` when complete.
       A ``.part`` left by an interrupted download is resumed with ``Range: bytes=N-``; a server
       that ignores Range (status 200) or whose file changed (``If-Range``) restarts it from zero.
       A connection that drops is retried ``retries`` times, each resuming where it stopped.
-    - A file that is already in the cache is not downloaded again.
+    - A file that is already in the cache (``cache_path(url)``: keyed by the whole URL) is not
+      downloaded again.
     - A local path or a ``file://`` URL is used where it is (nothing is copied).
-    - ``sha256``, when known, is checked; a mismatch raises ``DownloadError`` and the bytes are
-      kept beside the cache as ``NAME.sha256-mismatch`` for you to inspect.
+    - ``sha256``, when known (either case), is checked; a mismatch raises ``DownloadError`` and the
+      bytes are kept beside the cache as ``NAME.sha256-mismatch`` for you to inspect. A malformed one
+      raises ``ConfigError`` before any request.
+    - No network: ``DownloadError`` naming ``mirror_env`` (e.g. MINIGPT_TATOEBA_URL), the variable
+      that points at an offline mirror.
 
     >>> download("file:///data/jpn_sentences.tsv.bz2")   # doctest: +SKIP
     PosixPath('/data/jpn_sentences.tsv.bz2')
     """
     src = str(url_or_path)
+    sha256 = _normal_sha256(sha256)
     local = _local_path(src)
     if local is not None:
         if not local.is_file():
-            raise DownloadError(f"{src}: no such file ({local.resolve()}); check the path, or unset the "
-                                "mirror variable to download from the internet")
+            raise DownloadError(tr("{src}: no such file ({local}); check the path, or unset the mirror variable "
+                                   "to download from the internet",
+                                   "{src}: ファイルがありません ({local})。パスを確かめるか、インターネットから"
+                                   "ダウンロードするならミラーの環境変数を外してください", src=src,
+                                   local=local.resolve()))
         _check_sha256(local, sha256, keep_bad=False)
         return local
 
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    name = filename or Path(urllib.parse.unquote(urllib.parse.urlsplit(src).path)).name or "download"
-    dest = cache / name
-    if dest.is_file() and (sha256 is None or _file_sha256(dest) == sha256):
+    dest = cache_path(src, cache_dir, filename)
+    if dest.is_file() and (sha256 is None or sha256_file(dest) == sha256):
         return dest
-    cache.mkdir(parents=True, exist_ok=True)
-    part = cache / f"{name}.part"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f"{dest.name}.part")
     for attempt in range(retries + 1):
         try:
             _fetch_into(src, part, progress=progress, timeout=timeout, chunk_size=chunk_size)
             break
         except (OSError, http.client.HTTPException, DownloadError) as e:  # URLError is an OSError
             if isinstance(e, urllib.error.HTTPError) and e.code < 500:
-                raise DownloadError(f"{src}: HTTP {e.code} {e.reason}; check the URL, or set a mirror "
-                                    f"URL or local path (e.g. {TATOEBA_ENV} for Tatoeba)") from None
+                raise DownloadError(tr("{src}: HTTP {code} {reason}; check the URL, or set a mirror URL or local "
+                                       "path (e.g. {env} for Tatoeba)",
+                                       "{src}: HTTP {code} {reason}。URL を確かめるか、ミラーの URL かローカルのパスを"
+                                       "指定してください (Tatoeba なら {env})", src=src, code=e.code, reason=e.reason,
+                                       env=TATOEBA_ENV)) from None
             have = part.stat().st_size if part.exists() else 0
+            if have == 0 and _unreachable(e):  # no network: retrying will not help, a mirror will
+                raise _offline_error(src, e, mirror_env) from None
             if attempt == retries:
-                raise DownloadError(
-                    f"downloading {src} failed after {have:,} bytes ({type(e).__name__}: {e}). The partial file "
-                    f"is kept at {part}: run the same command again to resume, or use a mirror URL or a local "
-                    "copy instead") from None
-            print(f"download interrupted at {have:,} bytes ({type(e).__name__}); resuming", file=sys.stderr)
+                raise DownloadError(tr(
+                    "downloading {src} failed after {have:,} bytes ({kind}: {e}). The partial file is kept at "
+                    "{part}: run the same command again to resume, or use a mirror URL or a local copy instead",
+                    "{src} のダウンロードが {have:,} バイトで失敗しました ({kind}: {e})。途中までのファイルは "
+                    "{part} に残してあります。同じコマンドをもう一度実行すると続きから再開します。ミラーの URL か"
+                    "ローカルのコピーを使うこともできます", src=src, have=have, kind=type(e).__name__, e=e,
+                    part=part)) from None
+            print(tr("download interrupted at {have:,} bytes ({kind}); resuming",
+                     "{have:,} バイトでダウンロードが中断しました ({kind})。再開します", have=have, kind=type(e).__name__),
+                  file=sys.stderr)
     _check_sha256(part, sha256, keep_bad=True, shown_name=src)
     os.replace(part, dest)
     _info_path(part).unlink(missing_ok=True)
@@ -214,13 +270,16 @@ def _fetch_into(url: str, part: Path, *, progress: bool, timeout: float, chunk_s
         if e.code == 416 and offset:  # the range starts past the end: the .part is not what it was
             part.unlink()
             info_path.unlink(missing_ok=True)
-            raise DownloadError("the partial file does not fit the server's file; starting again") from None
+            raise DownloadError(tr("the partial file does not fit the server's file; starting again",
+                                   "途中までのファイルがサーバのファイルと合わないため、最初からやり直します")) from None
         raise
     with response:
         if response.status == 206:
             start, total = _content_range(response.headers.get("Content-Range", ""))
             if start != offset:
-                raise DownloadError(f"asked for bytes {offset}- but the server sent bytes from {start}")
+                raise DownloadError(tr("asked for bytes {offset}- but the server sent bytes from {start}",
+                                       "{offset} バイト目以降を要求しましたが、サーバは {start} バイト目から送って"
+                                       "きました", offset=offset, start=start))
             mode = "ab"
         else:  # 200: the whole file (the server ignores Range, or the file changed)
             offset, mode = 0, "wb"
@@ -243,7 +302,9 @@ def _fetch_into(url: str, part: Path, *, progress: bool, timeout: float, chunk_s
         finally:
             bar.close()
     if total is not None and received != total:
-        raise DownloadError(f"the connection closed at {received:,} of {total:,} bytes")
+        raise DownloadError(tr("the connection closed at {received:,} of {total:,} bytes",
+                               "{total:,} バイト中 {received:,} バイトの時点で接続が切れました", received=received,
+                               total=total))
 
 
 def _content_range(value: str) -> tuple[int, int | None]:
@@ -253,7 +314,8 @@ def _content_range(value: str) -> tuple[int, int | None]:
         span, total = rest.split("/")
         return int(span.split("-")[0]), (None if total.strip() == "*" else int(total))
     except ValueError:
-        raise DownloadError(f"the server answered 206 with a bad Content-Range {value!r}") from None
+        raise DownloadError(tr("the server answered 206 with a bad Content-Range {value}",
+                               "サーバが不正な Content-Range {value} で 206 を返しました", value=repr(value))) from None
 
 
 def _bytes_bar(name: str, total: int | None, initial: int, progress: bool):
@@ -266,7 +328,7 @@ def _bytes_bar(name: str, total: int | None, initial: int, progress: bool):
 def _check_sha256(path: Path, expected: str | None, *, keep_bad: bool, shown_name: str | None = None) -> None:
     if expected is None:
         return
-    actual = _file_sha256(path)
+    actual = sha256_file(path)
     if actual == expected.lower():
         return
     where = ""
@@ -274,10 +336,14 @@ def _check_sha256(path: Path, expected: str | None, *, keep_bad: bool, shown_nam
         bad = path.with_name(path.name.removesuffix(".part") + ".sha256-mismatch")
         os.replace(path, bad)
         _info_path(path).unlink(missing_ok=True)
-        where = f" The bytes are kept at {bad}."
-    raise DownloadError(f"{shown_name or path} has sha256 {actual[:16]}... but {expected[:16]}... was expected: "
-                        f"the file is damaged or is another version.{where} Download it again, or pass the "
-                        "sha256 of the version you mean (or none)")
+        where = tr(" The bytes are kept at {bad}.", "受け取ったバイトは {bad} に残してあります。", bad=bad)
+    raise DownloadError(tr("{name} has sha256 {actual}... but {expected}... was expected: the file is damaged or "
+                           "is another version.{where} Download it again, or pass the sha256 of the version you mean "
+                           "(or none)",
+                           "{name} の sha256 は {actual}... ですが、期待した値は {expected}... です。ファイルが壊れて"
+                           "いるか、別の版です。{where}もう一度ダウンロードするか、目的の版の sha256 を指定して"
+                           "ください (指定しなくても構いません)", name=shown_name or path, actual=actual[:16],
+                           expected=expected[:16], where=where))
 
 
 # --------------------------------------------------------------------------- Tatoeba
@@ -289,10 +355,12 @@ def tatoeba_source(url: str | None = None) -> str:
 def fetch_tatoeba(url: str | None = None, cache_dir=None, progress: bool = True, sha256: str | None = None) -> Path:
     """The Tatoeba Japanese export on disk (downloaded into the cache unless a local mirror is named).
 
-    Prints the attribution the license asks for.
+    Prints the attribution the license asks for (once the file is there: a failed download prints
+    only its error).
     """
+    path = download(tatoeba_source(url), cache_dir, progress, sha256=sha256, mirror_env=TATOEBA_ENV)
     _attribute(TATOEBA_ATTRIBUTION)
-    return download(tatoeba_source(url), cache_dir, progress, sha256=sha256)
+    return path
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -313,13 +381,16 @@ def iter_tatoeba(path, lang: str = "jpn") -> Iterator[tuple[int, str]]:
             for n, line in enumerate(f, 1):
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) < 3 or not fields[0].isdigit():
-                    raise CorpusError(f"{path}, line {n}: expected 'id<TAB>lang<TAB>text'; is this a Tatoeba "
-                                      "sentences export (jpn_sentences.tsv.bz2)?")
+                    raise CorpusError(tr("{path}, line {n}: expected 'id<TAB>lang<TAB>text'; is this a Tatoeba "
+                                         "sentences export (jpn_sentences.tsv.bz2)?",
+                                         "{path} の {n} 行目: 'id<TAB>lang<TAB>text' の形ではありません。Tatoeba の"
+                                         "例文のエクスポート (jpn_sentences.tsv.bz2) でしょうか?", path=path, n=n))
                 if fields[1] == lang and fields[2].strip():
                     yield int(fields[0]), "\t".join(fields[2:])
         except (OSError, EOFError, UnicodeDecodeError) as e:
-            raise DownloadError(f"{path} is damaged ({type(e).__name__}: {e}); delete it and download it "
-                                "again") from None
+            raise DownloadError(tr("{path} is damaged ({kind}: {e}); delete it and download it again",
+                                   "{path} が壊れています ({kind}: {e})。削除してダウンロードし直してください",
+                                   path=path, kind=type(e).__name__, e=e)) from None
 
 
 def load_tatoeba(split: str = "train", *, url: str | None = None, cache_dir=None, progress: bool = True,
@@ -345,8 +416,10 @@ def _import_datasets():
     try:
         import datasets  # the Hugging Face library (absolute import: not this module)
     except ImportError:
-        raise ImportError("this corpus is streamed with Hugging Face `datasets`, which is not installed: "
-                          "pip install datasets   (or: pip install -e '.[datasets]')") from None
+        raise ImportError(tr("this corpus is streamed with Hugging Face `datasets`, which is not installed: "
+                             "pip install datasets   (or: pip install -e '.[datasets]')",
+                             "このコーパスは Hugging Face の `datasets` でストリーミングしますが、インストールされて"
+                             "いません: pip install datasets   (または: pip install -e '.[datasets]')")) from None
     return datasets
 
 
@@ -398,8 +471,6 @@ def iter_local_documents(name, split: str = "train") -> Iterator[str]:
     Gives exactly ``minigpt.corpus.load_documents(name, split)``, but streams: a folder bigger
     than memory can be sharded.
     """
-    from minigpt import corpus
-
     if split not in corpus.SPLITS:
         raise ValueError(f"split must be one of {corpus.SPLITS}, got {split!r}")
     files = corpus.corpus_files(name)
@@ -407,25 +478,18 @@ def iter_local_documents(name, split: str = "train") -> Iterator[str]:
     def docs_of(f):
         return corpus.split_documents(corpus.read_text(f))
 
-    # load_documents' rule: every tenth document of each file, unless no file has ten documents
-    # (then the last 10% of each document's characters). Deciding needs a first look at the files.
-    by_document = split == "all" or any(len(docs_of(f)) >= corpus.VAL_EVERY for f in files)
+    # The rule depends on the whole corpus (does some file have ten documents?): a first look
+    # counts documents per file, the second pass streams them.
+    by_document = split == "all" or corpus.uses_document_rule(len(docs_of(f)) for f in files)
     any_doc = False
     for f in files:
-        for i, d in enumerate(docs_of(f)):
-            any_doc = True
-            if split == "all":
-                yield d
-            elif by_document:
-                if (i % corpus.VAL_EVERY == corpus.VAL_EVERY - 1) == (split == "val"):
-                    yield d
-            else:
-                cut = corpus._cut_point(d)
-                part = d[:cut].rstrip("\n") if split == "train" else d[cut:].lstrip("\n")
-                if part.strip():
-                    yield part
+        docs = docs_of(f)
+        any_doc = any_doc or bool(docs)
+        yield from corpus.split_of_file(docs, split, by_document)
     if not any_doc:
-        raise corpus.CorpusError(f"corpus {str(name)!r} has no text; add UTF-8 text to its .txt files")
+        raise corpus.CorpusError(tr("corpus {name} has no text; add UTF-8 text to its .txt files",
+                                    "コーパス {name} にテキストがありません。その .txt ファイルに UTF-8 のテキストを"
+                                    "書き加えてください", name=repr(str(name))))
 
 
 # --------------------------------------------------------------------------- by name

@@ -21,9 +21,22 @@ import re
 import shutil
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import torch
+
+from minigpt.checkpoint import load_model
+from minigpt.config import get_preset
+from minigpt.corpus import describe_corpus, load_documents
+from minigpt.data import get_batch, make_token_data
+from minigpt.device import pick_device
+from minigpt.errors import ConfigError
+from minigpt.generate import generate_text
+from minigpt.i18n import tr
+from minigpt.model import GPT
+from minigpt.tokenizer import format_stats_table, load_tokenizer, tokenizer_stats, train_sentencepiece
+from minigpt.train import TrainConfig, train
 
 MARKER = ".minigpt-demo"  # a folder with this file was made by the demo and may be replaced
 PROMPTS = ("昔々、ある村に", "今日は", "研究チームによると、")
@@ -34,6 +47,11 @@ def _say(*args, **kwargs):
     print(*args, **kwargs, flush=True)
 
 
+def _width(text: str) -> int:
+    """Columns `text` takes in a terminal: East Asian wide and full-width characters take 2."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _header(i: int, n: int, title: str) -> None:
     _say(f"\n[{i}/{n}] {title}")
 
@@ -42,10 +60,13 @@ def _fresh_out_dir(out_dir: Path) -> None:
     """Empty `out_dir` for a new demo run, refusing to delete a folder the demo did not make."""
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise ValueError(f"{out_dir} is a file; pass another --out folder for the demo")
+            raise ConfigError(tr("{d} is a file; pass another --out folder for the demo",
+                                 "{d} はファイルです。デモには別の --out フォルダを指定してください", d=out_dir))
         if any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
-            raise ValueError(f"{out_dir} exists and was not made by the demo (no {MARKER} file in it); "
-                             "pass another --out folder, or delete it yourself")
+            raise ConfigError(tr("{d} exists and was not made by the demo (no {m} file in it); pass another --out "
+                                 "folder, or delete it yourself",
+                                 "{d} はすでにあり、デモが作ったものではありません ({m} がありません)。別の --out "
+                                 "フォルダを指定するか、自分で削除してください", d=out_dir, m=MARKER))
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     (out_dir / MARKER).write_text("made by `python -m minigpt demo`; replaced on every run\n", encoding="utf-8")
@@ -53,15 +74,14 @@ def _fresh_out_dir(out_dir: Path) -> None:
 
 def _train_tokenizer(train_docs, prefix: Path, vocab_size: int):
     """Train SentencePiece; if the corpus cannot fill `vocab_size` pieces, use the largest that fits."""
-    from minigpt.tokenizer import train_sentencepiece
-
     try:
         return train_sentencepiece(train_docs, prefix, vocab_size=vocab_size)
     except ValueError as e:
         fits = re.search(r"largest that fits is (\d+)", str(e))
         if not fits:
             raise
-        _say(f"  vocab_size {vocab_size} is too large for this corpus; using {fits.group(1)}")
+        _say(tr("  vocab_size {v} is too large for this corpus; using {fit}",
+                "  語彙サイズ {v} はこのコーパスには大きすぎるため、{fit} にします", v=vocab_size, fit=fits.group(1)))
         return train_sentencepiece(train_docs, prefix, vocab_size=int(fits.group(1)))
 
 
@@ -84,8 +104,6 @@ def _seconds_per_step(model, data, batch_size: int, seq_len: int, threads_option
     busy (the threads wait for each other). Returns (seconds per step, threads), and leaves
     torch set to the faster thread count.
     """
-    from minigpt.data import get_batch
-
     default = torch.get_num_threads()
     options = threads_options or sorted({1, default})
     probe = copy.deepcopy(model)
@@ -123,33 +141,27 @@ def run_demo(minutes: float = 4.0, out_dir: str | Path = "runs/demo", vocab_size
 
 
 def _run(minutes, out_dir, vocab_size, seed, progress, preset, batch_size, lr, max_new_tokens) -> dict:
-    from minigpt.checkpoint import load_model
-    from minigpt.config import get_preset
-    from minigpt.corpus import describe_corpus, load_documents
-    from minigpt.data import make_token_data
-    from minigpt.generate import generate_text
-    from minigpt.model import GPT
-    from minigpt.tokenizer import format_stats_table, load_tokenizer, tokenizer_stats
-    from minigpt.train import TrainConfig, resolve_device, train
-
     t_start = time.perf_counter()
     n = 6
     summary: dict = {}
     torch.manual_seed(seed)
-    _say("minigpt demo: a Japanese GPT from scratch, end to end")
+    _say(tr("minigpt demo: a Japanese GPT from scratch, end to end", "minigpt demo: 日本語 GPT をゼロから作る一連の流れ"))
     _say(describe_corpus("embedded"))
     _fresh_out_dir(out_dir)
     train_docs, val_docs = load_documents("embedded", "train"), load_documents("embedded", "val")
     val_text = "\n".join(val_docs)
 
     # 1. tokenizer ---------------------------------------------------------------------------
-    _header(1, n, f"training a SentencePiece tokenizer (unigram, vocab {vocab_size}) on the train split")
+    _header(1, n, tr("training a SentencePiece tokenizer (unigram, vocab {v}) on the train split",
+                     "学習用分割で SentencePiece トークナイザを学習します (unigram、語彙サイズ {v})", v=vocab_size))
     t = time.perf_counter()
     sp = _train_tokenizer(train_docs, out_dir / "tokenizer" / "sp", vocab_size)
-    _say(f"  wrote {sp.model_file} ({sp.vocab_size} pieces) in {time.perf_counter() - t:.1f} s")
+    _say(tr("  wrote {file} ({n} pieces) in {s:.1f} s", "  {file} を書き出しました (ピース {n} 個、{s:.1f} 秒)",
+            file=sp.model_file, n=sp.vocab_size, s=time.perf_counter() - t))
 
     # 2. GPT-2 vs SentencePiece ------------------------------------------------------------
-    _header(2, n, "GPT-2's BPE vs SentencePiece on the validation text (windows of 48 tokens)")
+    _header(2, n, tr("GPT-2's BPE vs SentencePiece on the validation text (windows of 48 tokens)",
+                     "検証用のテキストで GPT-2 の BPE と SentencePiece を比べます (48 トークンのウィンドウ)"))
     gpt2 = load_tokenizer("gpt2")
     stats = {name: tokenizer_stats(tok, val_text, seq_len=48) for name, tok in (("gpt2", gpt2), ("sp", sp))}
     rows = [{"tokenizer": s["tokenizer"], "tokens": s["tokens"], "chars/token": s["chars_per_token"],
@@ -158,15 +170,20 @@ def _run(minutes, out_dir, vocab_size, seed, progress, preset, batch_size, lr, m
     _say(format_stats_table(rows))
     example = _fffd_example(gpt2, val_text)
     if example:
-        _say(f"  a GPT-2 window cut at 48 tokens decodes to ...{example!r}: the cut split a character")
-    _say(f"  GPT-2 needs {stats['gpt2']['tokens_per_char'] / stats['sp']['tokens_per_char']:.1f}x as many tokens "
-         "for the same text: a context of 128 tokens holds that much less Japanese")
+        _say(tr("  a GPT-2 window cut at 48 tokens decodes to ...{example}: the cut split a character",
+                "  48 トークンで切った GPT-2 のウィンドウをデコードすると ...{example} になります。切れ目が文字を分断しています",
+                example=repr(example)))
+    _say(tr("  GPT-2 needs {ratio:.1f}x as many tokens for the same text: a context of 128 tokens holds that much "
+            "less Japanese",
+            "  同じテキストに GPT-2 は {ratio:.1f} 倍のトークンを使います。128 トークンのコンテキストに入る日本語は"
+            "その分だけ短くなります", ratio=stats["gpt2"]["tokens_per_char"] / stats["sp"]["tokens_per_char"]))
 
     # 3. train -------------------------------------------------------------------------------
     data = make_token_data(sp, train_docs, val_docs)
-    model = GPT(get_preset(preset, vocab_size=sp.vocab_size))
+    torch.manual_seed(seed)  # right before the model: its weights depend on the seed only
+    model = GPT(get_preset(preset, vocab_size=sp.vocab_size, attn_impl="sdpa"))  # SDPA: the fast path for training
     seq_len = model.config.block_size
-    device = resolve_device("auto")
+    device = pick_device("auto")
     budget_s = minutes * 60
     step_s, threads = (_seconds_per_step(model, data, batch_size, seq_len) if device.type == "cpu"
                        else (0.05, torch.get_num_threads()))
@@ -177,30 +194,41 @@ def _run(minutes, out_dir, vocab_size, seed, progress, preset, batch_size, lr, m
                       warmup_steps=max(5, max_steps // 20), eval_interval=eval_interval, eval_iters=8,
                       log_interval=max(1, max_steps // 100), seed=seed, device="auto", out_dir=str(out_dir), time_limit_s=budget_s,
                       progress=progress)
-    _header(3, n, f"training the '{preset}' model ({model.num_params() / 1e6:.1f}M parameters: RMSNorm, SwiGLU, "
-                  f"RoPE) for up to {minutes:g} min on {device.type}")
+    _header(3, n, tr("training the '{preset}' model ({m:.1f}M parameters: RMSNorm, SwiGLU, RoPE) for up to "
+                     "{minutes:g} min on {device}",
+                     "'{preset}' モデル (パラメータ数 {m:.1f}M、RMSNorm・SwiGLU・RoPE) を {device} で最大 {minutes:g} 分"
+                     "学習します", preset=preset, m=model.num_params() / 1e6, minutes=minutes, device=device.type))
     _say(f"  {data}")
-    _say(f"  ~{step_s:.2f} s per step of {batch_size}x{seq_len} tokens ({threads} CPU thread"
-         f"{'s' if threads > 1 else ''}) -> a schedule of {max_steps} steps, "
-         f"evaluation every {eval_interval} steps (bits per character on the validation text)")
+    threads_text = (tr("{n} CPU threads", "CPU スレッド {n} 本", n=threads) if threads > 1
+                    else tr("1 CPU thread", "CPU スレッド 1 本"))
+    _say(tr("  ~{step_s:.2f} s per step of {b}x{t} tokens ({threads}) -> a schedule of {steps} steps, "
+            "evaluation every {every} steps (bits per character on the validation text)",
+            "  {b}x{t} トークンの 1 ステップに約 {step_s:.2f} 秒 ({threads}) -> {steps} ステップの"
+            "スケジュールで、{every} ステップごとに評価します (検証用テキストの 1 文字あたりのビット数)",
+            step_s=step_s, b=batch_size, t=seq_len, threads=threads_text, steps=max_steps,
+            every=eval_interval))
     result = train(model, data, cfg, tokenizer=sp)
-    _say(f"  stopped ({result.stopped}) at step {result.step} after {result.elapsed_s:.0f} s, "
-         f"{result.tokens_per_s:,.0f} tokens/s; val loss {result.val_loss:.3f} nats/token, "
-         f"{result.val_bpc:.3f} bits/char")
+    _say(tr("  stopped ({why}) at step {step} after {s:.0f} s, {tps:,.0f} tokens/s; val loss {loss:.3f} nats/token, "
+            "{bpc:.3f} bits/char",
+            "  {s:.0f} 秒後、ステップ {step} で停止しました ({why})。{tps:,.0f} トークン/秒、検証損失 {loss:.3f} "
+            "nats/トークン、{bpc:.3f} ビット/文字", why=result.stopped, step=result.step, s=result.elapsed_s,
+            tps=result.tokens_per_s, loss=result.val_loss, bpc=result.val_bpc))
     summary.update(train_steps=result.step, train_seconds=result.elapsed_s, val_loss=result.val_loss,
                    val_bpc=result.val_bpc, val_ppl=result.val_ppl, interrupted=result.interrupted)
     if result.interrupted:
-        _say("demo stopped by Ctrl-C; the checkpoint above has what was trained")
+        _say(tr("demo stopped by Ctrl-C; the checkpoint above has what was trained",
+                "Ctrl-C でデモを止めました。ここまでの学習は上のチェックポイントに保存されています"))
         return summary
 
     # 4. files -------------------------------------------------------------------------------
-    _header(4, n, "saved")
-    _say(f"  loss plot:  {out_dir / 'loss.png'}")
-    _say(f"  metrics:    {out_dir / 'metrics.jsonl'}")
-    _say(f"  checkpoint: {result.checkpoint}")
+    _header(4, n, tr("saved", "保存したファイル"))
+    _say(tr("  loss plot:  {f}", "  損失のグラフ:     {f}", f=out_dir / "loss.png"))
+    _say(tr("  metrics:    {f}", "  メトリクス:       {f}", f=out_dir / "metrics.jsonl"))
+    _say(tr("  checkpoint: {f}", "  チェックポイント: {f}", f=result.checkpoint))
 
     # 5. generate ----------------------------------------------------------------------------
-    _header(5, n, "generating from the saved checkpoint (streamed through the safe decoder)")
+    _header(5, n, tr("generating from the saved checkpoint (streamed through the safe decoder)",
+                     "保存したチェックポイントから生成します (安全なデコーダを通してストリーミング表示)"))
     loaded, tok, meta = load_model(result.checkpoint)
     printed: list[str] = []
 
@@ -219,7 +247,8 @@ def _run(minutes, out_dir, vocab_size, seed, progress, preset, batch_size, lr, m
     shown = "".join(printed)
     if FFFD in shown:  # the point of StreamingDecoder + Utf8Guard: this must never happen
         raise AssertionError("U+FFFD was printed while streaming generated text")
-    _say(f"  ({len(shown)} characters streamed, U+FFFD printed: 0)")
+    _say(tr("  ({n} characters streamed, U+FFFD printed: 0)", "  ({n} 文字をストリーミング表示、表示された U+FFFD: 0 個)",
+            n=len(shown)))
 
     # 6. summary -----------------------------------------------------------------------------
     total = time.perf_counter() - t_start
@@ -228,24 +257,32 @@ def _run(minutes, out_dir, vocab_size, seed, progress, preset, batch_size, lr, m
         gpt2_chars_per_token=stats["gpt2"]["chars_per_token"], sp_chars_per_token=stats["sp"]["chars_per_token"],
         gpt2_fffd_window_rate=stats["gpt2"]["fffd_window_rate"], sp_fffd_window_rate=stats["sp"]["fffd_window_rate"],
         fffd_printed=0, samples=samples, out_dir=str(out_dir))
-    _header(6, n, "summary")
+    _header(6, n, tr("summary", "まとめ"))
+    sep = tr(", ", "、")
     lines = [
-        ("run time", f"{total / 60:.1f} min ({total:.0f} s), training {result.elapsed_s:.0f} s, {result.step} steps"),
-        ("chars/token", f"GPT-2 {summary['gpt2_chars_per_token']:.2f}, "
-                        f"SentencePiece-{sp.vocab_size} {summary['sp_chars_per_token']:.2f}"),
-        ("U+FFFD in 48-token windows", f"GPT-2 {summary['gpt2_fffd_window_rate']:.1%}, "
-                                       f"SentencePiece {summary['sp_fffd_window_rate']:.1%}"),
-        ("final val loss", f"{result.val_loss:.3f} nats/token (perplexity {result.val_ppl:.1f})"),
-        ("final val bits/char", f"{result.val_bpc:.3f}"
-                                f" (a uniform guess over the corpus's characters: "
-                                f"{math.log2(len(set(''.join(train_docs)))):.1f})"),
-        ("U+FFFD printed while sampling", "0"),
-        ("outputs", f"{out_dir}/loss.png, {out_dir}/metrics.jsonl, {out_dir}/checkpoint/"),
+        (tr("run time", "実行時間"),
+         tr("{m:.1f} min ({s:.0f} s), training {ts:.0f} s, {steps} steps",
+            "{m:.1f} 分 ({s:.0f} 秒)、うち学習 {ts:.0f} 秒、{steps} ステップ",
+            m=total / 60, s=total, ts=result.elapsed_s, steps=result.step)),
+        (tr("chars/token", "文字/トークン"),
+         f"GPT-2 {summary['gpt2_chars_per_token']:.2f}{sep}"
+         f"SentencePiece-{sp.vocab_size} {summary['sp_chars_per_token']:.2f}"),
+        (tr("U+FFFD in 48-token windows", "48 トークンのウィンドウ中の U+FFFD"),
+         f"GPT-2 {summary['gpt2_fffd_window_rate']:.1%}{sep}SentencePiece {summary['sp_fffd_window_rate']:.1%}"),
+        (tr("final val loss", "最終的な検証損失"),
+         tr("{loss:.3f} nats/token (perplexity {ppl:.1f})", "{loss:.3f} nats/トークン (パープレキシティ {ppl:.1f})",
+            loss=result.val_loss, ppl=result.val_ppl)),
+        (tr("final val bits/char", "最終的な検証ビット/文字"),
+         tr("{bpc:.3f} (a uniform guess over the corpus's characters: {u:.1f})",
+            "{bpc:.3f} (コーパスの文字から一様にランダムに選んだ場合: {u:.1f})",
+            bpc=result.val_bpc, u=math.log2(len(set("".join(train_docs)))))),
+        (tr("U+FFFD printed while sampling", "サンプリング中に表示された U+FFFD"), "0"),
+        (tr("outputs", "出力"), f"{out_dir}/loss.png{sep}{out_dir}/metrics.jsonl{sep}{out_dir}/checkpoint/"),
     ]
-    width = max(len(k) for k, _ in lines)
+    width = max(_width(k) for k, _ in lines)
     _say("  " + "-" * 60)
     for k, v in lines:
-        _say(f"  {k.ljust(width)}  {v}")
+        _say(f"  {k}{' ' * (width - _width(k))}  {v}")
     _say("  " + "-" * 60)
-    _say(f"  next: python -m minigpt generate --checkpoint {out_dir} --prompt 昔々 --seed 0")
+    _say(tr("  next: {cmd}", "  次は: {cmd}", cmd=f"python -m minigpt generate --checkpoint {out_dir} --prompt 昔々 --seed 0"))
     return summary

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -184,3 +185,50 @@ def exact_float32(device: torch.device):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+# --------------------------------------------------------------------------- peak FLOPs (for MFU)
+# Dense tensor-core peak of one GPU, in FLOP/s, from NVIDIA's data sheets (without sparsity):
+# (pattern in torch.cuda.get_device_name(), bf16, fp16). None = not in the data sheet (no bf16
+# on that GPU, or a variant whose figure we do not know). The first matching pattern wins, so a
+# variant comes before its family. A GPU that matches nothing has no MFU: tokens/s only, never a
+# guessed peak. Patterns match whole words ("A100" does not match "RTX A1000", "L4" not "L40S").
+PEAK_FLOPS: tuple[tuple[str, float | None, float | None], ...] = (
+    ("H100 PCIe", 756e12, 756e12),
+    ("H100 NVL", None, None),
+    ("H100", 989e12, 989e12),       # SXM5 ("NVIDIA H100 80GB HBM3")
+    ("H200", 989e12, 989e12),
+    ("GH200", 989e12, 989e12),
+    ("A100", 312e12, 312e12),       # SXM4 and PCIe
+    ("L40S", 362e12, 362e12),
+    ("L4", 121e12, 121e12),
+    ("V100", None, 125e12),         # SXM2; no bf16
+    ("T4", None, 65e12),            # no bf16
+)
+
+
+def peak_flops(device: torch.device | str, precision: "Precision | str") -> float | None:
+    """The GPU's dense bf16/fp16 peak in FLOP/s from PEAK_FLOPS, or None (CPU, MPS, fp32, unknown GPU).
+
+    >>> peak_flops("cpu", "bf16") is None
+    True
+    """
+    device = torch.device(device)
+    name = precision.name if isinstance(precision, Precision) else str(precision)
+    if device.type != "cuda" or name not in ("bf16", "fp16"):
+        return None
+    return peak_flops_for_name(torch.cuda.get_device_name(device), name)
+
+
+def peak_flops_for_name(gpu_name: str, precision: str) -> float | None:
+    """The table lookup behind peak_flops, by GPU name.
+
+    >>> peak_flops_for_name("NVIDIA H100 80GB HBM3", "bf16")
+    989000000000000.0
+    >>> peak_flops_for_name("Tesla T4", "bf16") is None, peak_flops_for_name("NVIDIA RTX A1000", "fp16") is None
+    (True, True)
+    """
+    for pattern, bf16, fp16 in PEAK_FLOPS:
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(pattern)}(?![A-Za-z0-9])", gpu_name):
+            return bf16 if precision == "bf16" else fp16 if precision == "fp16" else None
+    return None

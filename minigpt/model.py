@@ -25,6 +25,8 @@ import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
 from .config import GPTConfig
+from .errors import ConfigError
+from .i18n import tr
 from .kv_cache import KVCache
 from .mlp import make_mlp
 from .moe import MoE
@@ -68,7 +70,9 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "c_proj.weight", "w2.weight")):
                 nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
-        self.last_losses: dict[str, float] = {}
+        # the loss parts of the last forward with targets, as detached tensors: reading them as
+        # numbers (`last_losses`) waits for the device, so the training loop does it at log intervals
+        self.loss_parts: dict[str, torch.Tensor] = {}
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -88,9 +92,10 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if self.pos_emb is not None and start + T > cfg.block_size:
-            raise ValueError(f"sequence of {start + T} tokens is longer than block_size={cfg.block_size}, "
-                             f"the most learned position embeddings can cover; crop the input to the last "
-                             f"{cfg.block_size} tokens")
+            raise ConfigError(tr("sequence of {n} tokens is longer than block_size={b}, the most learned position "
+                                 "embeddings can cover; crop the input to the last {b} tokens",
+                                 "{n} トークンの系列は block_size={b}（学習した位置埋め込みが扱える最大長）より長いです。"
+                                 "入力を末尾の {b} トークンに切り詰めてください", n=start + T, b=cfg.block_size))
         x = self.tok_emb(idx)  # (B, T, C)
         cos = sin = None
         if self.pos_emb is not None:
@@ -112,16 +117,23 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, vocab)
 
         loss = None
-        self.last_losses = {}
+        parts: dict[str, torch.Tensor] = {}
         if targets is not None:
             ce = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
             loss = ce
-            self.last_losses["ce"] = ce.item()
+            parts["ce"] = ce.detach()
             if n_moe:
                 aux_loss, z_loss = aux_loss / n_moe, z_loss / n_moe
                 loss = loss + cfg.aux_loss_coef * aux_loss + cfg.z_loss_coef * z_loss
-                self.last_losses.update(aux=aux_loss.item(), z=z_loss.item())
+                parts.update(aux=aux_loss.detach(), z=z_loss.detach())
+        self.loss_parts = parts  # no .item() here: a host sync per forward, and a graph break
         return logits, loss
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        """The loss parts of the last forward as Python floats: ce, and for MoE models aux and z
+        (averaged over the MoE layers). Reading them waits for the device."""
+        return {k: v.item() for k, v in self.loss_parts.items()}
 
     # ------------------------------------------------------------------ inference helpers
     def new_cache(self, batch_size: int = 1, max_len: int | None = None, dtype=None) -> KVCache:

@@ -21,7 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["NOTEBOOK_ENV", "setup", "in_ci", "in_colab", "pick_device", "workdir", "timer", "fmt_time", "env_line"]
+__all__ = ["NOTEBOOK_ENV", "setup", "in_ci", "in_colab", "pick_device", "workdir", "timer", "fmt_time", "env_line",
+           "progress"]
 
 
 # The environment the notebooks run in as tests (the root conftest.py, the Makefile) and when
@@ -35,6 +36,17 @@ NOTEBOOK_ENV = {
 }
 
 
+def notebook_env(repo_root: str | os.PathLike) -> dict[str, str]:
+    """NOTEBOOK_ENV, plus MINIGPT_TATOEBA_URL when the course machines' offline Tatoeba mirror lies beside
+    the repository (`../shared/data/tatoeba`): chapter 12 then reads Tatoeba the same way when its stored
+    outputs are made (tools/run_notebooks.py) and when they are tested (the root conftest.py)."""
+    env = dict(NOTEBOOK_ENV)
+    mirror = Path(repo_root).resolve().parent / "shared" / "data" / "tatoeba" / "jpn_sentences.tsv.bz2"
+    if mirror.is_file() and not os.environ.get("MINIGPT_TATOEBA_URL"):
+        env["MINIGPT_TATOEBA_URL"] = mirror.as_uri()
+    return env
+
+
 def in_ci() -> bool:
     """True when the notebooks run as tests or are re-executed by tools/run_notebooks.py."""
     return os.environ.get("MINIGPT_CI", "") not in ("", "0")
@@ -45,20 +57,14 @@ def in_colab() -> bool:
 
 
 def pick_device(prefer: str | None = None):
-    """cuda if there is an NVIDIA GPU, else mps (Apple silicon), else cpu.
+    """cuda if there is an NVIDIA GPU, else mps (Apple silicon), else cpu: minigpt.device.pick_device.
 
     `prefer` (or the environment variable MINIGPT_DEVICE) overrides. Under MINIGPT_CI=1 the default
     is the CPU: the stored outputs the tests compare with come from the CPU."""
-    import torch
+    # lazy: this module is imported (conftest.py, the Colab cell) before torch is needed
+    from minigpt import device
 
-    prefer = prefer or os.environ.get("MINIGPT_DEVICE") or ("cpu" if in_ci() else None)
-    if prefer:
-        return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return device.pick_device(prefer)
 
 
 def env_line(device) -> str:
@@ -68,6 +74,11 @@ def env_line(device) -> str:
 
     return (f"minigpt {minigpt.__version__} · Python {platform.python_version()} · torch {torch.__version__} "
             f"· device {device.type}")
+
+
+def japanese_edition() -> bool:
+    """True in a notebook of the Japanese edition: the kernel runs in a folder named `ja`."""
+    return Path.cwd().name == "ja"
 
 
 def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
@@ -80,6 +91,10 @@ def setup(seed: int = 0, device: str | None = None, quiet: bool = False):
     import numpy as np
     import torch
 
+    if japanese_edition():  # solutions/ja, chapters/ja: the checkers and messages speak Japanese
+        os.environ["MINIGPT_LANG"] = "ja"
+    elif in_ci():  # the English edition's stored outputs are English, whatever the machine's locale
+        os.environ["MINIGPT_LANG"] = "en"
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -128,6 +143,8 @@ def workdir(name: str) -> Path:
     repository when there is one (git ignores runs/), else ./runs/<name>."""
     root = Path(__file__).resolve().parent.parent
     base = root / "runs" / "notebooks" if (root / "pyproject.toml").is_file() else Path("runs")
+    if japanese_edition():  # its own folder: the Japanese and English notebooks run side by side in the tests
+        base = base / "ja"
     path = base / name
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -156,3 +173,18 @@ class timer:
 
     def __str__(self) -> str:
         return fmt_time(self.seconds)
+
+
+def progress(folder: str | Path | None = None, *, timeout: float = 30.0, show: bool = True):
+    """Which exercises are done, failing or not started, from a notebook cell (minigpt.progress).
+
+    `folder` defaults to the chapters folder this notebook is in (the kernel's working folder), or
+    ./chapters. On Colab, save your notebooks to Drive, mount it and pass the folder. The notebooks
+    are only read; each one is run in its own process, so this kernel's variables are not touched.
+    Returns the list of minigpt.progress.NotebookProgress."""
+    from minigpt import progress as _progress
+
+    result = _progress.run_progress(_progress.default_folder() if folder is None else folder, timeout=timeout)
+    if show:
+        print(_progress.format_table(result))
+    return result

@@ -9,11 +9,15 @@ layout to the other so both give the same scores.
 Scaling to a context s times longer than training (`GPTConfig.rope_scaling`):
 - "linear"  (position interpolation): every frequency divided by s.
 - "ntk"     (NTK-aware): the base raised to base * s^(d/(d-2)); high frequencies barely change.
-- "dynamic" (dynamic NTK): like "ntk", with s grown from the current length, only past the
-            trained context (transformers' formula).
+- "dynamic" (dynamic NTK): like "ntk", with s grown from the current length L, only past the
+            original context M: base * (s*L/M - s + 1)^(d/(d-2)) (transformers' formula). M is
+            `original_max_position_embeddings` when given, else block_size.
 - "yarn"    : interpolates low frequencies, keeps high ones, ramps between, and multiplies cos
             and sin by 0.1*ln(s)+1 (so attention logits by its square). This is what the
             reference code and transformers do; the paper's prose speaks of scaling the logits.
+- "llama3"  (Llama 3.1): wavelengths shorter than M/high_freq_factor are kept, longer than
+            M/low_freq_factor divided by s, and those between interpolated smoothly in M/wavelength
+            (defaults: low_freq_factor 1, high_freq_factor 4; Llama 3.1: s = 8, M = 8192).
 Every formula here is tested against transformers' ROPE_INIT_FUNCTIONS.
 """
 
@@ -56,7 +60,30 @@ def scaled_inv_freq(head_dim: int, base: float, scaling: dict | None, original_m
         return rope_inv_freq(d, new_base), 1.0
     if kind == "yarn":
         return _yarn_inv_freq(d, base, s, original_max, scaling)
+    if kind == "llama3":
+        return llama3_inv_freq(d, base, s, original_max, scaling.get("low_freq_factor", 1.0),
+                               scaling.get("high_freq_factor", 4.0)), 1.0
     raise ValueError(f"unknown rope scaling type {kind!r}")
+
+
+def llama3_inv_freq(head_dim: int, base: float, factor: float, original_max: int,
+                    low_freq_factor: float = 1.0, high_freq_factor: float = 4.0) -> torch.Tensor:
+    """Llama 3.1's scaling: keep the pairs that turn more than high_freq_factor times over the
+    original context, divide by `factor` those that turn less than low_freq_factor times, and
+    between them mix the two in proportion to the rotations: smooth = (M/wavelength - low) / (high - low).
+
+    >>> f = llama3_inv_freq(16, 10000.0, 8.0, 1024)
+    >>> [round(r, 3) for r in (f / rope_inv_freq(16, 10000.0)).tolist()]   # kept, mixed, divided by 8
+    [1.0, 1.0, 1.0, 1.0, 0.309, 0.125, 0.125, 0.125]
+    """
+    inv_freq = rope_inv_freq(head_dim, base)
+    wavelen = 2 * math.pi / inv_freq
+    low_freq_wavelen, high_freq_wavelen = original_max / low_freq_factor, original_max / high_freq_factor
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth = (original_max / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    between = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+    return torch.where(between, smoothed, scaled)
 
 
 def _yarn_inv_freq(d: int, base: float, s: float, original_max: int, scaling: dict):
@@ -79,35 +106,49 @@ def _yarn_inv_freq(d: int, base: float, s: float, original_max: int, scaling: di
 
 
 class RotaryEmbedding(nn.Module):
-    """cos and sin for positions [start, start + T), cached up to the longest length seen."""
+    """cos and sin (T, head_dim) for positions [start, start + T).
+
+    The tables for the first `max_len` positions are computed once, in float32, and kept as
+    (non-persistent) buffers, so they follow `model.to(device)`; a forward only slices them.
+    Positions past the tables are computed on the fly. With "dynamic" scaling the frequencies
+    depend on the current length: up to the original context M the tables hold the unscaled
+    ones, past it every call recomputes them for its end position (as transformers does).
+    """
 
     def __init__(self, head_dim: int, base: float = 10000.0, max_len: int = 2048,
                  scaling: dict | None = None):
         super().__init__()
         self.head_dim, self.base, self.max_len, self.scaling = head_dim, base, max_len, scaling
         inv_freq, self.attention_factor = scaled_inv_freq(head_dim, base, scaling, max_len)
+        self.dynamic = scaling is not None and scaling["type"] == "dynamic"
+        # dynamic: the tables hold the unscaled frequencies, valid up to the original context only
+        self.original_max = int(scaling.get("original_max_position_embeddings", max_len)) if self.dynamic else max_len
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self._cache: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (length, cos, sin)
+        cos, sin = self._table(inv_freq, 0, self.original_max if self.dynamic else max_len, self.attention_factor)
+        self.register_buffer("cos_table", cos, persistent=False)
+        self.register_buffer("sin_table", sin, persistent=False)
 
-    def _table(self, inv_freq: torch.Tensor, length: int, factor: float, device) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = torch.arange(length, device=device, dtype=torch.float32)
-        freqs = torch.outer(pos, inv_freq.to(device).float())  # (T, d/2)
+    @staticmethod
+    def _table(inv_freq: torch.Tensor, start: int, end: int, factor: float,
+               device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = torch.arange(start, end, device=device or inv_freq.device, dtype=torch.float32)
+        freqs = torch.outer(pos, inv_freq.to(pos.device).float())  # (T, d/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (T, d): half-split layout
         return emb.cos() * factor, emb.sin() * factor
 
     def forward(self, start: int, T: int, device=None, dtype=torch.float32):
         end = start + T
-        device = device or self.inv_freq.device
-        if self.scaling is not None and self.scaling["type"] == "dynamic" and end > self.max_len:
-            # dynamic NTK: frequencies depend on the current length, so nothing is cached
-            inv_freq, factor = scaled_inv_freq(self.head_dim, self.base, self.scaling, self.max_len, end)
-            cos, sin = self._table(inv_freq, end, factor, device)
+        device = torch.device(device) if device is not None else self.cos_table.device
+        if end <= self.cos_table.shape[0]:
+            cos, sin = self.cos_table[start:end], self.sin_table[start:end]
+            if cos.device != device:
+                cos, sin = cos.to(device), sin.to(device)
+        elif self.dynamic:  # past the original context: frequencies for the current length
+            inv_freq, factor = scaled_inv_freq(self.head_dim, self.base, self.scaling, self.original_max, end)
+            cos, sin = self._table(inv_freq, start, end, factor, device)
         else:
-            if self._cache is None or self._cache[0] < end or self._cache[1].device != torch.device(device):
-                length = max(end, self.max_len)
-                self._cache = (length, *self._table(self.inv_freq, length, self.attention_factor, device))
-            _, cos, sin = self._cache
-        return cos[start:end].to(dtype), sin[start:end].to(dtype)
+            cos, sin = self._table(self.inv_freq, start, end, self.attention_factor, device)
+        return cos.to(dtype), sin.to(dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,10 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+
 from minigpt.errors import DataError
+from minigpt.files import free_bytes, is_disk_full
+from minigpt.i18n import tr
 
 __all__ = ["DEFAULT_SHARD_CHARS", "ShardError", "dtype_for_vocab", "write_shards", "read_meta",
            "ShardedTokens", "sample_batch", "load_shard_data"]
@@ -73,14 +76,19 @@ def read_meta(path) -> dict:
     """The shards folder's meta.json (raises ShardError if there is none)."""
     file = Path(path) / META
     if not file.is_file():
-        raise ShardError(f"no {META} in {path}: make shards first, e.g. "
-                         f"python -m minigpt data shard --corpus tatoeba --tokenizer gpt2 --out {path}")
+        raise ShardError(tr("no {meta} in {path}: make shards first, e.g. {cmd}",
+                            "{path} に {meta} がありません。先にシャードを作ってください。例: {cmd}", meta=META,
+                            path=path, cmd=f"python -m minigpt data shard --corpus tatoeba --tokenizer gpt2 --out {path}"))
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ShardError(f"{file} is unreadable ({e}); delete the folder and make the shards again") from None
+        raise ShardError(tr("{file} is unreadable ({e}); delete the folder and make the shards again",
+                            "{file} を読めません ({e})。フォルダを削除してシャードを作り直してください", file=file,
+                            e=e)) from None
     if meta.get("format") != FORMAT:
-        raise ShardError(f"{file} is not a minigpt shards file (no \"format\": \"{FORMAT}\")")
+        raise ShardError(tr("{file} is not a minigpt shards file (no \"format\": \"{fmt}\")",
+                            "{file} は minigpt のシャードのファイルではありません (\"format\": \"{fmt}\" がありません)",
+                            file=file, fmt=FORMAT))
     return meta
 
 
@@ -149,7 +157,11 @@ def _tokenize_shard(job: tuple, tokenizer=None) -> dict:
     out = np.fromiter(itertools.chain.from_iterable(itertools.chain(x, eos) for x in ids), dtype=dtype)
     name = shard_name(split, index)
     tmp = Path(folder) / f".{name}.tmp"
-    out.tofile(tmp)
+    try:
+        out.tofile(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written shard behind
+        raise
     os.replace(tmp, Path(folder) / name)  # a shard file exists only once it is complete
     return {"file": name, "tokens": int(out.size), "chars": chars, "docs": len(docs), "fingerprint": fingerprint}
 
@@ -179,8 +191,11 @@ def write_shards(docs: Iterable[str], tokenizer, out_dir, split: str = "train", 
     dtype = dtype_for_vocab(tokenizer.vocab_size)
     meta = read_meta(folder) if (folder / META).is_file() else None
     if meta is not None and not _same_tokenizer(meta["tokenizer"], spec):
-        raise ShardError(f"{folder} holds shards made with another tokenizer ({meta['tokenizer'].get('type')}, "
-                         f"vocab {meta.get('vocab_size')}); write to another --out folder, or delete this one")
+        raise ShardError(tr("{folder} holds shards made with another tokenizer ({t}, vocab {v}); write to another "
+                            "--out folder, or delete this one",
+                            "{folder} には別のトークナイザ ({t}、語彙サイズ {v}) で作ったシャードがあります。別の "
+                            "--out フォルダに書き出すか、このフォルダを削除してください", folder=folder,
+                            t=meta["tokenizer"].get("type"), v=meta.get("vocab_size")))
     if meta is None:
         meta = {"format": FORMAT, "version": VERSION, "tokenizer": spec, "vocab_size": tokenizer.vocab_size,
                 "eos_id": tokenizer.eos_id, "dtype": dtype.name, "splits": {}}
@@ -235,6 +250,16 @@ def write_shards(docs: Iterable[str], tokenizer, out_dir, split: str = "train", 
                 _collect(pending, finished)
         while pending:
             _collect(pending, finished)
+    except Exception as e:
+        if not is_disk_full(e, folder):
+            raise
+        free = free_bytes(folder)
+        raise ShardError(tr(
+            "cannot write the shards in {folder}: the disk is full ({free} free; {err}). The shards finished so "
+            "far are kept: free some space (or pass another --out) and run the same command again to continue.",
+            "{folder} にシャードを書けません: ディスクがいっぱいです（空き {free}、{err}）。書き終えたシャードは"
+            "残っています。空き容量を作って（または別の --out を指定して）同じコマンドをもう一度実行すると続きから再開します。",
+            folder=folder, free=f"{free / 1e6:.1f} MB" if free is not None else "?", err=type(e).__name__)) from None
     finally:
         for future in pending:
             future.cancel()
@@ -248,7 +273,8 @@ def write_shards(docs: Iterable[str], tokenizer, out_dir, split: str = "train", 
             (folder / record["file"]).unlink(missing_ok=True)
     del records[n_groups:]
     if n_groups == 0:
-        raise ShardError(f"no documents to shard for split {split!r}: the corpus is empty")
+        raise ShardError(tr("no documents to shard for split {split}: the corpus is empty",
+                            "分割 {split} にシャードにする文書がありません。コーパスが空です", split=repr(split)))
     entry.update(complete=True, tokens=sum(r["tokens"] for r in records), chars=sum(r["chars"] for r in records),
                  docs=sum(r["docs"] for r in records))
     _write_meta(folder, meta)
@@ -286,11 +312,15 @@ class ShardedTokens:
         meta = read_meta(self.path)
         entry = meta["splits"].get(split)
         if entry is None:
-            raise ShardError(f"{self.path} has no {split!r} shards (it has {sorted(meta['splits'])}); make them with "
-                             f"python -m minigpt data shard ... --out {self.path}")
+            raise ShardError(tr("{path} has no {split} shards (it has {have}); make them with {cmd}",
+                                "{path} には {split} のシャードがありません (あるのは {have})。次のコマンドで作って"
+                                "ください: {cmd}", path=self.path, split=repr(split), have=sorted(meta["splits"]),
+                                cmd=f"python -m minigpt data shard ... --out {self.path}"))
         if not entry.get("complete"):
-            raise ShardError(f"the {split!r} shards in {self.path} are incomplete (the run that made them stopped); "
-                             "run the same `data shard` command again to finish them")
+            raise ShardError(tr("the {split} shards in {path} are incomplete (the run that made them stopped); run "
+                                "the same `data shard` command again to finish them",
+                                "{path} の {split} のシャードは不完全です (作成中に止まりました)。同じ `data shard` "
+                                "コマンドをもう一度実行して仕上げてください", split=repr(split), path=self.path))
         if not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.meta, self.split, self.rank, self.world_size = meta, split, rank, world_size
@@ -300,7 +330,9 @@ class ShardedTokens:
         self.chars = int(entry["chars"])
         for file, n in zip(self.files, self.lengths):
             if not file.is_file() or file.stat().st_size != n * self.dtype.itemsize:
-                raise ShardError(f"{file} is missing or has the wrong size; run the `data shard` command again")
+                raise ShardError(tr("{file} is missing or has the wrong size; run the `data shard` command again",
+                                    "{file} がないか、サイズが違います。`data shard` コマンドをもう一度実行してください",
+                                    file=file))
         self._maps: dict[int, np.memmap] = {}
 
     def __len__(self) -> int:

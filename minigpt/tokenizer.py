@@ -19,8 +19,9 @@ What chapter 02 shows with this module:
   character: roughly one token per kana, often two or three per kanji (byte pieces).
 - The real pitfall is not the count but that a token can hold *part* of a UTF-8 character.
   Decoding a window cut at SEQ_LEN, or printing tokens one at a time while sampling, then shows
-  U+FFFD (the replacement character). ``StreamingDecoder`` buffers bytes and prints only whole
-  characters; ``tokenizer_stats`` measures how often the problem happens.
+  U+FFFD (the replacement character). ``StreamingDecoder`` (in ``minigpt.utf8``, re-exported
+  here) buffers bytes and prints only whole characters; ``tokenizer_stats`` measures how often
+  the problem happens.
 - A SentencePiece model trained on the Japanese corpus (``train_sentencepiece``) needs far fewer
   tokens per character; with ``byte_fallback`` a rare character still becomes byte pieces
   (``<0xE3>``), so the same streaming care applies.
@@ -28,16 +29,20 @@ What chapter 02 shows with this module:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
+import os
 import random
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
+
 from minigpt.errors import TokenizerError
+from minigpt.files import is_disk_full, sha256_file
+from minigpt.i18n import tr
+from minigpt.utf8 import StreamingDecoder, decode_stream  # re-exported: `from minigpt.tokenizer import ...`
 
 __all__ = [
     "Tokenizer",
@@ -45,6 +50,8 @@ __all__ = [
     "SentencePieceTokenizer",
     "train_sentencepiece",
     "VocabSizeError",
+    "TokenizerError",
+    "TokenizerNotFoundError",
     "load_tokenizer",
     "bytes_to_unicode",
     "gpt2_vocab_and_merges",
@@ -200,18 +207,6 @@ class GPT2Tokenizer(Tokenizer):
     def spec(self) -> dict:
         return {"type": "gpt2"}
 
-    def to_transformers(self):
-        """The same tokenizer as a ``transformers.PreTrainedTokenizerFast`` (same ids both ways)."""
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast(
-            tokenizer_object=self.hf_tokenizer,
-            bos_token=GPT2_EOS,  # GPT-2 uses <|endoftext|> for all three roles
-            eos_token=GPT2_EOS,
-            unk_token=GPT2_EOS,
-            model_max_length=1024,
-        )
-
 
 # ---------------------------------------------------------------------------------------------
 # SentencePiece
@@ -220,8 +215,15 @@ class GPT2Tokenizer(Tokenizer):
 SP_NORMALIZATIONS = ("identity", "nfkc", "nmt_nfkc", "nfkc_cf", "nmt_nfkc_cf")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+class TokenizerNotFoundError(TokenizerError, FileNotFoundError):
+    """The SentencePiece ``.model`` file does not exist (also a ``FileNotFoundError``)."""
+
+
+def _retrain_hint() -> str:
+    return tr("retrain it with `python -m minigpt tokenizer train --out runs/tokenizer/sp` (writes "
+              "runs/tokenizer/sp.model), or pass 'gpt2'",
+              "`python -m minigpt tokenizer train --out runs/tokenizer/sp` で学習し直すか"
+              "（runs/tokenizer/sp.model ができます）、'gpt2' を指定してください")
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -239,24 +241,40 @@ class SentencePieceTokenizer(Tokenizer):
 
         path = Path(model_file).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(
-                f"SentencePiece model not found: {path}. Train one with "
-                "minigpt.tokenizer.train_sentencepiece(...) or pass the path of an existing .model file"
-            )
+            raise TokenizerNotFoundError(tr(
+                "SentencePiece model not found: {path}. Train one with `python -m minigpt tokenizer train` "
+                "(or minigpt.tokenizer.train_sentencepiece(...)) or pass the path of an existing .model file",
+                "SentencePiece モデルが見つかりません: {path}。`python -m minigpt tokenizer train`"
+                "（または minigpt.tokenizer.train_sentencepiece(...)）で学習するか、既存の .model ファイルを"
+                "指定してください", path=path))
         self.model_file = path.resolve()
-        self.sha256 = _sha256(path)
-        if expected_sha256 is not None and expected_sha256 != self.sha256:
-            raise ValueError(
-                f"SentencePiece model {self.model_file} has sha256 {self.sha256[:12]}... but "
-                f"{expected_sha256[:12]}... was expected: the file was retrained or replaced after the "
-                "spec (e.g. a checkpoint) was saved, so token ids would mean different pieces. "
-                "Use the original .model file, or retrain the model together with this tokenizer."
-            )
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        self.sha256 = sha256_file(path)
+        if expected_sha256 is not None and expected_sha256.lower() != self.sha256:
+            raise TokenizerError(tr(
+                "SentencePiece model {file} has sha256 {actual}... but {expected}... was expected: the file was "
+                "retrained or replaced after the spec (e.g. a checkpoint) was saved, so token ids would mean "
+                "different pieces. Use the original .model file, or retrain the model together with this tokenizer.",
+                "SentencePiece モデル {file} の sha256 は {actual}... ですが、期待した値は {expected}... です。"
+                "仕様 (チェックポイントなど) を保存した後にファイルが学習し直されたか置き換えられたため、トークン ID "
+                "が別のピースを指してしまいます。元の .model ファイルを使うか、このトークナイザでモデルを学習し直して"
+                "ください。", file=self.model_file, actual=self.sha256[:12], expected=expected_sha256[:12]))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (RuntimeError, OSError) as e:  # empty, truncated, or not a model at all (text, a checkpoint...)
+            size = path.stat().st_size
+            raise TokenizerError(tr(
+                "not a SentencePiece model: {path} ({size:,} bytes; SentencePiece says: {why}). The file is "
+                "empty, truncated or another kind of file: {hint}",
+                "SentencePiece モデルではありません: {path}（{size:,} バイト、SentencePiece のメッセージ: {why}）。"
+                "空のファイル、途中で切れたファイル、または別の種類のファイルです: {hint}",
+                path=path, size=size, why=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+                hint=_retrain_hint())) from None
         self.vocab_size = self.sp.get_piece_size()
         self.eos_id = self.sp.eos_id()
         if self.eos_id < 0:
-            raise ValueError(f"{path} has no EOS piece; train the model with train_sentencepiece()")
+            raise TokenizerError(tr("{path} has no EOS piece (end of document), which minigpt needs: {hint}",
+                                    "{path} には EOS（文書の終わり）のピースがありません。minigpt には必要です: {hint}",
+                                    path=path, hint=_retrain_hint()))
         self.eos_token = self.sp.id_to_piece(self.eos_id)
         self.name = f"sentencepiece-{self.vocab_size}"
         self._bytes = [self._piece_bytes(i) for i in range(self.vocab_size)]
@@ -340,23 +358,27 @@ def train_sentencepiece(
     import sentencepiece as spm
 
     if model_type not in ("unigram", "bpe"):
-        raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
+        raise TokenizerError(tr("model_type must be 'unigram' or 'bpe', got {t}",
+                                "model_type は 'unigram' か 'bpe' にしてください ({t} が渡されました)", t=repr(model_type)))
     if normalization not in SP_NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {SP_NORMALIZATIONS}, got {normalization!r}")
+        raise TokenizerError(tr("normalization must be one of {choices}, got {n}",
+                                "normalization は {choices} のいずれかにしてください ({n} が渡されました)",
+                                choices=SP_NORMALIZATIONS, n=repr(normalization)))
     lines = _training_lines(documents)
     if not lines:
-        raise ValueError("no text to train SentencePiece on: the documents are empty")
+        raise TokenizerError(tr("no text to train SentencePiece on: the documents are empty",
+                                "SentencePiece を学習するテキストがありません。文書が空です"))
     n_chars = sum(len(line) for line in lines)
     # max_sentence_length counts UTF-8 bytes (3 per kana/kanji); longer lines would be skipped.
     max_len = max(4192, max(len(line.encode("utf-8")) for line in lines) + 1)
 
-    model = io.BytesIO()
-    spm.set_random_generator_seed(seed)
-    try:
+    def train(size: int) -> bytes:
+        model = io.BytesIO()
+        spm.set_random_generator_seed(seed)
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(lines),
             model_writer=model,  # bytes in memory: the file does not record an output path
-            vocab_size=vocab_size,
+            vocab_size=size,
             model_type=model_type,
             character_coverage=character_coverage,
             byte_fallback=byte_fallback,
@@ -374,13 +396,47 @@ def train_sentencepiece(
             num_threads=num_threads,
             minloglevel=2,  # quiet: no training log on stderr
         )
+        return model.getvalue()
+
+    try:
+        data = train(vocab_size)
     except RuntimeError as e:
-        raise _vocab_size_error(str(e), vocab_size, n_chars, character_coverage) from e
+        error = _vocab_size_error(str(e), vocab_size, n_chars)
+        if error is None and vocab_size < _PROBE_SIZE:
+            # Below 3 pieces SentencePiece fails while placing <unk>, <s>, </s>, before the check that
+            # names the size the corpus needs; a training at 3 pieces stops at that check at once.
+            try:
+                train(_PROBE_SIZE)
+            except RuntimeError as probe:
+                error = _vocab_size_error(str(probe), vocab_size, n_chars)
+        if error is None:
+            error = TokenizerError(tr("SentencePiece training failed (vocab_size={v}): {why}",
+                                      "SentencePiece の学習に失敗しました（vocab_size={v}）: {why}",
+                                      v=vocab_size, why=str(e).strip().splitlines()[0] if str(e).strip() else e))
+        raise error from None
 
     path = Path(f"{model_prefix}.model")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(model.getvalue())
+    _write_atomically(path, data)
     return SentencePieceTokenizer(path)
+
+
+_PROBE_SIZE = 3  # the smallest vocab_size at which SentencePiece reaches its own size check
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file beside it: a failure leaves no truncated model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise TokenizerError(tr("cannot write {path}: the disk is full; free some space or pass another --out",
+                                    "{path} を書けません: ディスクがいっぱいです。空き容量を作るか別の --out を指定してください",
+                                    path=path)) from None
+        raise
 
 
 class VocabSizeError(TokenizerError):
@@ -391,26 +447,29 @@ class VocabSizeError(TokenizerError):
         self.vocab_size, self.largest, self.smallest = vocab_size, largest, smallest
 
 
-def _vocab_size_error(message: str, vocab_size: int, n_chars: int, coverage: float) -> Exception:
-    """Turn SentencePiece's internal check failure into an error that says which size to use."""
+def _vocab_size_error(message: str, vocab_size: int, n_chars: int) -> VocabSizeError | None:
+    """Turn SentencePiece's size check failure into an error that says which size to use (None: not one)."""
     too_high = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", message)
     if too_high:
         limit = int(too_high.group(2))
-        return VocabSizeError(
-            f"vocab_size={vocab_size} is too large for this corpus ({n_chars:,} characters): "
-            f"the largest that fits is {limit}. Pass vocab_size={limit} or less, or train on more text.",
-            vocab_size, largest=limit,
-        )
+        return VocabSizeError(tr(
+            "vocab_size={v} is too large for this corpus ({n:,} characters): the largest that fits is {limit}. "
+            "Pass vocab_size={limit} or less (--vocab-size {limit}), or train on more text.",
+            "vocab_size={v} はこのコーパス（{n:,} 文字）には大きすぎます: 使える最大の語彙サイズは {limit} です。"
+            "vocab_size={limit} 以下（--vocab-size {limit}）にするか、もっと多くのテキストで学習してください。",
+            v=vocab_size, n=n_chars, limit=limit), vocab_size, largest=limit)
     too_low = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", message)
     if too_low:
         need = int(too_low.group(2))
-        return VocabSizeError(
-            f"vocab_size={vocab_size} is too small: this corpus needs {need} pieces just for its "
-            f"characters, the 256 byte pieces and the special pieces (character_coverage={coverage}). "
-            f"Pass vocab_size={need} or more, or lower character_coverage.",
-            vocab_size, smallest=need,
-        )
-    return RuntimeError(f"SentencePiece training failed: {message}")
+        return VocabSizeError(tr(
+            "vocab_size={v} is too small: this corpus needs {need} pieces just for its characters, the 256 byte "
+            "pieces and the special pieces. The smallest usable size is {need}: pass vocab_size={need} or more "
+            "(--vocab-size {need}).",
+            "vocab_size={v} は小さすぎます: このコーパスには文字、256 個のバイトピース、特殊ピースだけで {need} 個の"
+            "ピースが必要です。使える最小の語彙サイズは {need} です: vocab_size={need} 以上"
+            "（--vocab-size {need}）にしてください。",
+            v=vocab_size, need=need), vocab_size, smallest=need)
+    return None
 
 
 def load_tokenizer(spec, base_dir: str | Path | None = None) -> Tokenizer:
@@ -430,9 +489,13 @@ def load_tokenizer(spec, base_dir: str | Path | None = None) -> Tokenizer:
             return GPT2Tokenizer()
         if Path(spec).suffix == ".model" or Path(spec).is_file():
             return SentencePieceTokenizer(spec)
-        raise ValueError(f"unknown tokenizer {str(spec)!r}: use 'gpt2', a SentencePiece .model file or a spec dict")
+        raise TokenizerError(tr("unknown tokenizer {spec}: use 'gpt2', a SentencePiece .model file or a spec dict",
+                                "トークナイザ {spec} は不明です。'gpt2'、SentencePiece の .model ファイル、仕様の dict の"
+                                "いずれかを指定してください", spec=repr(str(spec))))
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"a tokenizer spec is a dict with a 'type' key, got {spec!r}")
+        raise TokenizerError(tr("a tokenizer spec is a dict with a 'type' key, got {spec}",
+                                "トークナイザの仕様は 'type' キーを持つ dict です ({spec} が渡されました)",
+                                spec=repr(spec)))
     if spec["type"] == "gpt2":
         return GPT2Tokenizer()
     if spec["type"] == "sentencepiece":
@@ -440,76 +503,9 @@ def load_tokenizer(spec, base_dir: str | Path | None = None) -> Tokenizer:
         if not path.is_file() and base_dir is not None and (Path(base_dir) / path.name).is_file():
             path = Path(base_dir) / path.name
         return SentencePieceTokenizer(path, expected_sha256=spec.get("sha256"))
-    raise ValueError(f"unknown tokenizer type {spec['type']!r}: expected 'gpt2' or 'sentencepiece'")
-
-
-# ---------------------------------------------------------------------------------------------
-# Streaming decode: print whole characters only
-# ---------------------------------------------------------------------------------------------
-
-
-def _utf8_length(lead: int) -> int:
-    """How many bytes the UTF-8 character starting with byte ``lead`` has (1 if not a valid lead)."""
-    if 0xC2 <= lead <= 0xDF:
-        return 2  # 110xxxxx
-    if 0xE0 <= lead <= 0xEF:
-        return 3  # 1110xxxx: kana and most kanji
-    if 0xF0 <= lead <= 0xF4:
-        return 4  # 11110xxx: emoji, rare kanji like 𠮷
-    return 1  # ASCII, or a byte that cannot start a character (decoded as U+FFFD)
-
-
-def _complete_prefix_length(buf: bytes) -> int:
-    """Length of the longest prefix of ``buf`` that does not end inside an unfinished character."""
-    # The last character starts at the last byte that is not a continuation byte (10xxxxxx).
-    for back in range(1, min(4, len(buf)) + 1):
-        b = buf[-back]
-        if b & 0xC0 != 0x80:
-            return len(buf) - back if _utf8_length(b) > back else len(buf)
-    return len(buf)  # only continuation bytes: invalid anyway, nothing to wait for
-
-
-class StreamingDecoder:
-    """Turn token ids into text one token at a time, never printing half a character.
-
-    A token's bytes may end in the middle of a UTF-8 character (GPT-2 byte tokens, SentencePiece
-    byte pieces like ``<0xE3>``). ``feed`` adds the token's bytes to a buffer and returns only
-    the complete characters; an unfinished trailing sequence waits for the next token.
-    ``flush`` returns what is left (as U+FFFD if it never completed). The concatenated output
-    equals ``tok.decode(ids)``. (Python's ``codecs.getincrementaldecoder("utf-8")`` does the
-    same bookkeeping; it is written out here because it is the point of the lesson.)
-
-    >>> tok = load_tokenizer("gpt2")
-    >>> dec = StreamingDecoder(tok)
-    >>> [dec.feed(i) for i in tok.encode("猫")]
-    ['', '', '猫']
-    """
-
-    def __init__(self, tokenizer: Tokenizer):
-        self.tokenizer = tokenizer
-        self.pending = b""  # bytes of an unfinished character
-
-    def feed(self, token_id: int) -> str:
-        buf = self.pending + self.tokenizer.token_bytes(token_id)
-        n = _complete_prefix_length(buf)
-        self.pending = buf[n:]
-        return buf[:n].decode("utf-8", errors="replace")
-
-    def flush(self) -> str:
-        out, self.pending = self.pending.decode("utf-8", errors="replace"), b""
-        return out
-
-
-def decode_stream(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
-    """Yield text pieces (whole characters only) as the token ids arrive."""
-    dec = StreamingDecoder(tokenizer)
-    for i in ids:
-        text = dec.feed(i)
-        if text:
-            yield text
-    rest = dec.flush()
-    if rest:
-        yield rest
+    raise TokenizerError(tr("unknown tokenizer type {t}: expected 'gpt2' or 'sentencepiece'",
+                            "トークナイザの種類 {t} は不明です。'gpt2' か 'sentencepiece' を指定してください",
+                            t=repr(spec["type"])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,7 +534,7 @@ def tokenizer_stats(tokenizer: Tokenizer, text: str, seq_len: int = 48, n_window
     """
     ids = tokenizer.encode(text)
     if not ids:
-        raise ValueError("tokenizer_stats needs a non-empty text")
+        raise TokenizerError(tr("tokenizer_stats needs a non-empty text", "tokenizer_stats には空でないテキストが必要です"))
     n_bytes = len(text.encode("utf-8"))
     whole = {i: _is_whole_characters(tokenizer.token_bytes(i)) for i in set(ids)}
     partial = sum(not whole[i] for i in ids)
@@ -572,7 +568,8 @@ def seq_len_for_chars(tokenizer: Tokenizer, text: str, n_chars: int) -> int:
     """
     ids = tokenizer.encode(text)
     if not text or not ids:
-        raise ValueError("seq_len_for_chars needs a non-empty text to measure on")
+        raise TokenizerError(tr("seq_len_for_chars needs a non-empty text to measure on",
+                                "seq_len_for_chars には測定用の空でないテキストが必要です"))
     # Round the rate to 9 digits first so that an exact ratio does not round up by float noise.
     return math.ceil(round(n_chars * len(ids) / len(text), 9))
 

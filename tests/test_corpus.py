@@ -92,6 +92,44 @@ def test_non_utf8_file_error_names_file_and_byte_offset(tmp_path):
     assert isinstance(err.value, ValueError)
 
 
+@pytest.mark.parametrize("kind", ["nul bytes", "compressed", "model file"])
+def test_a_binary_file_is_called_binary_not_shift_jis(tmp_path, kind):
+    import bz2
+    import random
+
+    text = "駅前の古い喫茶店が閉店する。\n" * 40
+    rng = random.Random(0)
+    data = {"nul bytes": text.encode("utf-8") + b"\x00\x01\x02" + text.encode("utf-8"),
+            "compressed": bz2.compress(text.encode("utf-8")),
+            "model file": bytes(rng.randrange(256) for _ in range(4000))}[kind]
+    path = tmp_path / "data.txt"
+    path.write_bytes(data)
+    with pytest.raises(CorpusError, match="looks like a binary file") as err:
+        load_documents(path, "all")
+    assert "iconv" not in str(err.value) and "Shift_JIS" not in str(err.value)
+
+
+@pytest.mark.parametrize("encoding", ["cp932", "euc_jp"])
+def test_real_japanese_text_in_another_encoding_keeps_the_iconv_hint(tmp_path, encoding):
+    path = tmp_path / "old.txt"
+    path.write_bytes(("今日は良い天気です。散歩に行きましょう。\n" * 20).encode(encoding))
+    with pytest.raises(CorpusError, match="iconv") as err:
+        load_documents(path, "all")
+    assert "binary" not in str(err.value)
+
+
+def test_the_split_rule_is_one_function_for_lists_and_streams(tmp_path):
+    from minigpt.corpus import split_of_file
+    from minigpt.datasets import iter_local_documents
+
+    (tmp_path / "a.txt").write_text("\n---\n".join(f"文書{i}" for i in range(23)), encoding="utf-8")
+    docs = [f"文書{i}" for i in range(23)]
+    for split in ("train", "val", "all"):
+        expected = list(split_of_file(docs, split, by_document=True))
+        assert load_documents(tmp_path, split) == list(iter_local_documents(tmp_path, split)) == expected
+    assert load_documents(tmp_path, "val") == ["文書9", "文書19"]
+
+
 def test_missing_path_error_says_what_was_looked_for(tmp_path):
     with pytest.raises(CorpusError, match="'embedded', a .txt file or a folder"):
         load_documents(tmp_path / "nothing_here.txt")

@@ -7,14 +7,7 @@ import torch
 
 from minigpt.data import TokenData, count_chars, encode_documents, get_batch, make_token_data, prepare_data
 
-
-class ByteTokenizer:
-    """UTF-8 bytes as tokens, EOS = 256: enough tokenizer to test the data pipeline."""
-
-    vocab_size, eos_id, name = 257, 256, "bytes"
-
-    def encode(self, text):
-        return list(text.encode("utf-8"))
+from helpers import ByteTokenizer
 
 
 def test_encode_documents_appends_eos_after_every_document():
@@ -91,4 +84,4 @@ def test_get_batch_on_a_short_stream_says_how_long_and_what_to_do(length):
         get_batch(torch.arange(length), 2, 8)
     msg = str(e.value)
     assert f"has {length} tokens" in msg and "seq_len + 1 = 9" in msg
-    assert "smaller seq_len" in msg and "more text" in msg
+    assert "smaller --seq-len" in msg and f"at most {max(length - 1, 0)}" in msg and "more text" in msg

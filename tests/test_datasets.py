@@ -101,11 +101,18 @@ def server(slice_bytes):
 
 
 # --------------------------------------------------------------------------- download
+def cached(server, cache, suffix=""):
+    """Where download(server.url, cache) keeps its file (plus `suffix`: ".part", ".part.json", ...)."""
+    path = ds.cache_path(server.url, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + suffix)
+
+
 def test_download_over_http_writes_the_file_and_then_uses_the_cache(server, tmp_path):
     path = ds.download(server.url, tmp_path / "c", progress=False)
-    assert path == tmp_path / "c" / "jpn_sentences.tsv.bz2"
+    assert path == cached(server, tmp_path / "c") and path.name == "jpn_sentences.tsv.bz2"
     assert path.read_bytes() == server.payload
-    assert not list((tmp_path / "c").glob("*.part*"))
+    assert not list(path.parent.glob("*.part*"))
     assert ds.download(server.url, tmp_path / "c", progress=False) == path
     assert len(server.requests) == 1  # the second call found the file in the cache
 
@@ -114,7 +121,7 @@ def test_interrupted_download_keeps_the_part_file_and_resumes_it_with_range(serv
     server.cut_next = 1000
     with pytest.raises(ds.DownloadError, match="run the same command again to resume"):
         ds.download(server.url, tmp_path, progress=False, retries=0)
-    part = tmp_path / "jpn_sentences.tsv.bz2.part"
+    part = cached(server, tmp_path, ".part")
     assert part.stat().st_size == 1000
     path = ds.download(server.url, tmp_path, progress=False)
     assert server.requests[-1] == {"Range": "bytes=1000-", "If-Range": server.etag}
@@ -130,7 +137,7 @@ def test_a_dropped_connection_is_retried_from_where_it_stopped(server, tmp_path)
 
 
 def test_a_server_that_ignores_range_restarts_the_download(server, tmp_path):
-    (tmp_path / "jpn_sentences.tsv.bz2.part").write_bytes(b"x" * 500)
+    cached(server, tmp_path, ".part").write_bytes(b"x" * 500)
     server.ignore_range = True
     path = ds.download(server.url, tmp_path, progress=False)
     assert server.requests[-1]["Range"] == "bytes=500-"
@@ -138,8 +145,8 @@ def test_a_server_that_ignores_range_restarts_the_download(server, tmp_path):
 
 
 def test_a_file_that_changed_on_the_server_is_fetched_afresh(server, tmp_path):
-    (tmp_path / "jpn_sentences.tsv.bz2.part").write_bytes(b"old bytes")
-    (tmp_path / "jpn_sentences.tsv.bz2.part.json").write_text('{"validator": "\\"v0\\""}')
+    cached(server, tmp_path, ".part").write_bytes(b"old bytes")
+    cached(server, tmp_path, ".part.json").write_text('{"validator": "\\"v0\\""}')
     path = ds.download(server.url, tmp_path, progress=False)
     assert server.requests[-1]["If-Range"] == '"v0"'  # the server answered 200: not spliced onto old bytes
     assert path.read_bytes() == server.payload
@@ -148,13 +155,52 @@ def test_a_file_that_changed_on_the_server_is_fetched_afresh(server, tmp_path):
 def test_a_sha256_mismatch_raises_and_keeps_the_bytes_aside(server, tmp_path):
     with pytest.raises(ds.DownloadError, match="sha256"):
         ds.download(server.url, tmp_path, progress=False, sha256="0" * 64)
-    assert not (tmp_path / "jpn_sentences.tsv.bz2").exists()
-    assert (tmp_path / "jpn_sentences.tsv.bz2.sha256-mismatch").read_bytes() == server.payload
+    assert not cached(server, tmp_path, "").exists()
+    assert cached(server, tmp_path, ".sha256-mismatch").read_bytes() == server.payload
 
 
 def test_a_matching_sha256_is_accepted(server, tmp_path):
     digest = hashlib.sha256(server.payload).hexdigest()
     assert ds.download(server.url, tmp_path, progress=False, sha256=digest).read_bytes() == server.payload
+
+
+def test_two_urls_with_the_same_file_name_each_download_their_own_file(server, tmp_path):
+    first = ds.download(server.url, tmp_path, progress=False)
+    other = server.url.replace("/exports/", "/mirror/")  # same name, another URL
+    server.payload, server.etag = b"another file", '"v2"'
+    second = ds.download(other, tmp_path, progress=False)
+    assert first.name == second.name and first != second
+    assert len(server.requests) == 2 and second.read_bytes() == b"another file"
+    assert ds.download(server.url, tmp_path, progress=False) == first and len(server.requests) == 2
+
+
+def test_an_uppercase_sha256_is_accepted_and_the_cache_is_reused(server, tmp_path):
+    digest = hashlib.sha256(server.payload).hexdigest().upper()
+    path = ds.download(server.url, tmp_path, progress=False, sha256=digest)
+    assert ds.download(server.url, tmp_path, progress=False, sha256=digest) == path
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, "0" * 63, "sha256:" + "0" * 64])
+def test_a_malformed_sha256_is_refused_before_any_download(server, tmp_path, bad):
+    from minigpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="64 hexadecimal digits"):
+        ds.download(server.url, tmp_path, progress=False, sha256=bad)
+    assert server.requests == []
+
+
+def test_no_network_names_the_offline_mirror_variable(monkeypatch, tmp_path):
+    import socket
+    import urllib.error
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(ds.urllib.request, "urlopen", no_network)
+    with pytest.raises(ds.DownloadError, match=r"cannot reach downloads\.tatoeba\.org.*MINIGPT_TATOEBA_URL=file://") as e:
+        ds.fetch_tatoeba(progress=False, cache_dir=tmp_path)
+    assert "\n" not in str(e.value)
 
 
 def test_a_local_path_and_a_file_url_are_used_in_place(slice_bytes, tmp_path):
@@ -191,7 +237,7 @@ def test_tatoeba_through_a_loopback_server_splits_by_id_and_prints_the_attributi
     assert "Tatoeba contributors" in capsys.readouterr().err and "CC BY 2.0 FR" in ds.TATOEBA_ATTRIBUTION
     assert len(server.requests) == 1  # downloaded once, then read from the cache
     assert len(train) + len(val) == len(everything) == 3000
-    path = ds.default_cache_dir() / "jpn_sentences.tsv.bz2"
+    path = ds.cache_path(server.url)
     ids = [sid for sid, _ in ds.iter_tatoeba(path)]
     assert val == [t for sid, t in ds.iter_tatoeba(path) if sid % 20 == 19]
     assert 0 < len(val) < len(train) and len(ids) == 3000
@@ -305,8 +351,8 @@ def test_the_cli_downloads_tatoeba_from_a_mirror_and_credits_it(slice_bytes, tmp
 
 
 def test_a_partial_file_from_another_source_is_not_resumed(server, tmp_path):
-    (tmp_path / "jpn_sentences.tsv.bz2.part").write_bytes(b"bytes of another mirror")
-    (tmp_path / "jpn_sentences.tsv.bz2.part.json").write_text('{"url": "http://elsewhere/x", "validator": "\\"v1\\""}')
+    cached(server, tmp_path, ".part").write_bytes(b"bytes of another mirror")
+    cached(server, tmp_path, ".part.json").write_text('{"url": "http://elsewhere/x", "validator": "\\"v1\\""}')
     path = ds.download(server.url, tmp_path, progress=False)
     assert server.requests[-1]["Range"] is None
     assert path.read_bytes() == server.payload

@@ -1,4 +1,4 @@
-"""minigpt.distributed and minigpt.train_ddp: DDP on CPU (gloo) with torchrun, and its single-process case."""
+"""minigpt.distributed and minigpt.train on N processes: DDP on CPU (gloo) with torchrun, and the single-process case."""
 
 from __future__ import annotations
 
@@ -17,19 +17,20 @@ from minigpt.data import make_token_data
 from minigpt.distributed import data_generator, param_checksum, setup_distributed, shutdown
 from minigpt.model import GPT
 from minigpt.shards import load_shard_data, write_shards
-from minigpt.tokenizer import train_sentencepiece
+from minigpt.cli import main
+from minigpt.cli.train import configure_train, torchrun_command
+from minigpt.distributed import DistInfo
 from minigpt.train import TrainConfig, train
-from minigpt.train_ddp import DDPTrainConfig, train_ddp
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(batch_size=4, seq_len=32, eval_iters=3, warmup_steps=2, progress=False, plot=False)
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, train_sp):
     """A small SentencePiece tokenizer and train/val shards of the embedded corpus."""
     root = tmp_path_factory.mktemp("ddp")
-    tok = train_sentencepiece(load_documents("embedded", "train"), root / "sp", vocab_size=3000)
+    tok = train_sp("embedded", "train", vocab_size=3000)
     for split in ("train", "val"):
         write_shards(load_documents("embedded", split), tok, root / "shards", split, shard_chars=50_000,
                      workers=0, progress=False)
@@ -38,7 +39,7 @@ def corpus(tmp_path_factory):
 
 def torchrun(*args, nproc: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "minigpt.train_ddp", *map(str, args)]
+           "-m", "minigpt", "train", *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
@@ -100,15 +101,15 @@ def test_rank_zero_draws_what_one_process_draws_and_other_ranks_draw_otherwise()
     assert torch.equal(one, r0) and not torch.equal(r0, r1)
 
 
-def test_train_ddp_in_one_process_trains_exactly_what_train_trains(corpus, tmp_path):
+def test_the_distributed_path_in_one_process_trains_exactly_what_train_trains(corpus, tmp_path):
     tok = corpus["tok"]
     data = make_token_data(tok, load_documents("embedded", "train"), load_documents("embedded", "val"))
     models = []
-    for fit, cfg_class in ((train, TrainConfig), (train_ddp, DDPTrainConfig)):
+    for info in (None, DistInfo(rank=0, world_size=1, device=torch.device("cpu"))):
         torch.manual_seed(0)
         model = GPT(get_preset("tiny-modern", vocab_size=tok.vocab_size))
-        result = fit(model, data, cfg_class(max_steps=5, eval_interval=5, out_dir=str(tmp_path / fit.__name__),
-                                            save=False, **SMALL))
+        result = train(model, data, TrainConfig(max_steps=5, eval_interval=5, out_dir=str(tmp_path), save=False,
+                                                **SMALL), info=info)
         models.append((model, result))
     (m1, r1), (m2, r2) = models
     assert r1.losses == r2.losses and r1.val_loss == r2.val_loss
@@ -122,41 +123,45 @@ def test_two_accumulated_half_batches_take_the_step_of_one_full_batch(corpus, tm
     for batch, accum in ((4, 1), (2, 2)):
         torch.manual_seed(0)
         model = GPT(get_preset("tiny-modern", vocab_size=corpus["tok"].vocab_size))
-        cfg = DDPTrainConfig(**{**SMALL, "batch_size": batch}, grad_accum_steps=accum, max_steps=2, eval_interval=2,
-                             out_dir=str(tmp_path), save=False)
-        train_ddp(model, data, cfg)
+        cfg = TrainConfig(**{**SMALL, "batch_size": batch}, grad_accum_steps=accum, max_steps=2, eval_interval=2,
+                          out_dir=str(tmp_path), save=False)
+        train(model, data, cfg)
         params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.testing.assert_close(params[0], params[1], rtol=1e-5, atol=1e-6)
 
 
 def test_batch_tokens_sets_the_accumulation_for_the_number_of_ranks():
-    cfg = DDPTrainConfig(batch_size=4, seq_len=32, batch_tokens=1024)
+    cfg = TrainConfig(batch_size=4, seq_len=32, batch_tokens=1024)
     assert (cfg.accum_for(1), cfg.accum_for(2), cfg.accum_for(8)) == (8, 4, 1)
     with pytest.raises(ValueError, match="not a multiple"):
         cfg.accum_for(3)
 
 
 def test_the_train_ddp_command_refuses_to_overwrite_a_checkpoint(corpus, tmp_path, capsys):
-    from minigpt.train_ddp import main
-
-    args = job_args(corpus, tmp_path, steps=2)
-    args[args.index("--eval-interval") + 1] = 2
-    assert main([str(a) for a in args]) == 0
-    assert main([str(a) for a in args]) == 2
+    args = [str(a) for a in job_args(corpus, tmp_path, steps=2)]
+    args[args.index("--eval-interval") + 1] = "2"
+    assert main(["train-ddp", *args]) == 0
+    assert main(["train-ddp", *args]) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err
 
 
 def test_the_launcher_hands_torchrun_the_options_it_was_given():
     import argparse
 
-    from minigpt.scale_cli import _torchrun_command, configure_train_ddp
-
-    launcher, worker = argparse.ArgumentParser(), argparse.ArgumentParser()
-    configure_train_ddp(launcher)
-    configure_train_ddp(worker, launcher=False)
+    launcher = argparse.ArgumentParser()
+    configure_train(launcher)
     given = launcher.parse_args(["--nproc-per-node", "2", "--shards", "s", "--steps", "5", "--lr", "0.0006",
-                                 "--no-compile", "--write-checksums", "--pause-at", "3"])
-    cmd = _torchrun_command(given)
-    assert cmd[cmd.index("--nproc_per_node=2") + 1:cmd.index("minigpt.train_ddp") + 1] == ["-m", "minigpt.train_ddp"]
-    passed = worker.parse_args(cmd[cmd.index("minigpt.train_ddp") + 1:])
-    assert vars(passed) == {k: v for k, v in vars(given).items() if k != "nproc_per_node"}
+                                 "--no-compile", "--write-checksums", "--pause-at", "3", "--attn", "manual"])
+    cmd = torchrun_command(given)
+    assert cmd[cmd.index("--nproc_per_node=2") + 1:cmd.index("train") + 1] == ["-m", "minigpt", "train"]
+    passed = launcher.parse_args(cmd[cmd.index("train") + 1:])
+    assert vars(passed) == {**vars(given), "nproc_per_node": 1}
+
+
+def test_the_same_seed_gives_bit_identical_weights_on_the_distributed_path(corpus, tmp_path):
+    sums = []
+    for name in ("a", "b"):
+        args = [str(a) for a in job_args(corpus, tmp_path / name, steps=2)]
+        assert main(["train-ddp", *args, "--seed", "5"]) == 0
+        sums.append((tmp_path / name / "params.rank0.sha256").read_text())
+    assert sums[0] == sums[1]

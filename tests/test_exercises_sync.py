@@ -144,3 +144,135 @@ def test_generated_chapter_keeps_tags_and_drops_outputs():
     out = tool.make_chapter(nb)
     assert out.cells[0].outputs == [] and out.cells[0].execution_count is None
     assert dict(out.cells[0].metadata) == {"tags": ["nbval-skip"]}
+
+
+# ------------------------------------------------------------------------- never overwrite a learner's work
+EXERCISE = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\nf = check('ch98.f', f)"
+
+
+def _solution(text="Add one."):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(text), nbformat.v4.new_code_cell(EXERCISE),
+                nbformat.v4.new_code_cell("print(f(1))")]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"c98-{i:02d}"
+    return nb
+
+
+@pytest.fixture
+def course(tmp_path):
+    """A solutions folder with one notebook and its generated chapters folder."""
+    src, dst = tmp_path / "solutions", tmp_path / "chapters"
+    src.mkdir()
+    nbformat.write(_solution(), src / "98_demo.ipynb")
+    tool.generate(src, dst, log=lambda *a: None)
+    return src, dst
+
+
+def _learner_solves_the_exercise(path):
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source = nb.cells[1].source.replace("raise NotImplementedError", "return x + 1  # mine")
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="✓ ch98.f\n")]
+    nbformat.write(nb, path)
+
+
+def test_generate_writes_chapters_and_a_manifest_that_check_accepts(course):
+    src, dst = course
+    assert (dst / "98_demo.ipynb").is_file() and (dst / tool.MANIFEST).is_file()
+    assert "raise NotImplementedError" in (dst / "98_demo.ipynb").read_text()
+    assert tool.stale_chapters(src, dst) == []
+
+
+def test_an_edited_chapter_is_kept_and_the_new_version_goes_beside_it(course):
+    src, dst = course
+    chapter = dst / "98_demo.ipynb"
+    _learner_solves_the_exercise(chapter)
+    mine = chapter.read_bytes()
+    nbformat.write(_solution("Add one to x."), src / "98_demo.ipynb")  # the course changed meanwhile
+    messages = []
+    done = tool.generate(src, dst, log=messages.append)
+    assert chapter.read_bytes() == mine
+    copy = dst / "98_demo.new.ipynb"
+    assert done["kept"] == [chapter] and done["new_copies"] == [copy]
+    assert "Add one to x." in copy.read_text() and "raise NotImplementedError" in copy.read_text()
+    assert any("kept" in m and "c98-01" in m and "--force" in m for m in messages)
+    tool.generate(src, dst, log=messages.append)  # again: still kept, never overwritten
+    assert chapter.read_bytes() == mine
+
+
+def test_an_edited_chapter_of_an_unchanged_course_gets_no_new_copy(course):
+    src, dst = course
+    _learner_solves_the_exercise(dst / "98_demo.ipynb")
+    mine = (dst / "98_demo.ipynb").read_bytes()
+    done = tool.generate(src, dst, log=lambda *a: None)
+    assert (dst / "98_demo.ipynb").read_bytes() == mine and not (dst / "98_demo.new.ipynb").exists()
+    assert done["written"] == done["new_copies"] == []
+
+
+def test_an_untouched_chapter_is_refreshed_when_its_solution_changes(course):
+    src, dst = course
+    nbformat.write(_solution("Add one to x."), src / "98_demo.ipynb")
+    done = tool.generate(src, dst, log=lambda *a: None)
+    assert done["written"] == [dst / "98_demo.ipynb"] and "Add one to x." in (dst / "98_demo.ipynb").read_text()
+    assert not (dst / "98_demo.new.ipynb").exists() and tool.stale_chapters(src, dst) == []
+
+
+def test_a_chapter_that_was_only_run_keeps_its_outputs(course):
+    src, dst = course
+    chapter = dst / "98_demo.ipynb"
+    nb = nbformat.read(chapter, as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="2\n")]
+    nbformat.write(nb, chapter)
+    ran = chapter.read_bytes()
+    tool.generate(src, dst, log=lambda *a: None)
+    assert chapter.read_bytes() == ran and not (dst / "98_demo.new.ipynb").exists()
+
+
+def test_a_tag_added_in_the_course_reaches_a_chapter_that_was_only_run_and_its_outputs_stay(course):
+    src, dst = course
+    chapter = dst / "98_demo.ipynb"
+    nb = nbformat.read(chapter, as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="2\n")]
+    nbformat.write(nb, chapter)
+    solution = _solution()
+    solution.cells[2].metadata["tags"] = ["nbval-skip"]
+    nbformat.write(solution, src / "98_demo.ipynb")
+    tool.generate(src, dst, log=lambda *a: None)
+    cell = nbformat.read(chapter, as_version=4).cells[2]
+    assert cell.metadata["tags"] == ["nbval-skip"] and cell.outputs[0]["text"] == "2\n"
+
+
+def test_force_replaces_an_edited_chapter(course):
+    src, dst = course
+    _learner_solves_the_exercise(dst / "98_demo.ipynb")
+    tool.generate(src, dst, force=True, log=lambda *a: None)
+    assert "# mine" not in (dst / "98_demo.ipynb").read_text() and tool.stale_chapters(src, dst) == []
+
+
+def test_a_learners_own_notebooks_are_never_deleted(course):
+    src, dst = course
+    own = dst / "my_notes.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), own)
+    edited = dst / "97_old.ipynb"  # a chapter whose solution is gone, but the learner worked in it
+    nbformat.write(_solution("my work"), edited)
+    tool.generate(src, dst, log=lambda *a: None)
+    assert own.exists() and edited.exists()
+
+
+def test_an_untouched_chapter_without_a_solution_is_deleted(course):
+    src, dst = course
+    (src / "98_demo.ipynb").rename(src / "99_renamed.ipynb")
+    done = tool.generate(src, dst, log=lambda *a: None)
+    assert done["deleted"] == [dst / "98_demo.ipynb"] and (dst / "99_renamed.ipynb").exists()
+
+
+def test_the_command_line_takes_another_source_and_destination(course, capsys):
+    src, dst = course
+    _learner_solves_the_exercise(dst / "98_demo.ipynb")
+    nbformat.write(_solution("Add one to x."), src / "98_demo.ipynb")
+    assert tool.main(["--src", str(src), "--dst", str(dst)]) == 0
+    assert "kept" in capsys.readouterr().out and "# mine" in (dst / "98_demo.ipynb").read_text()
+    assert tool.main(["--src", str(src), "--dst", str(dst), "--check"]) == 1
+    assert tool.main(["--src", str(src), "--dst", str(dst), "--force"]) == 0
+    (dst / "98_demo.new.ipynb").unlink()
+    assert tool.main(["--src", str(src), "--dst", str(dst), "--check"]) == 0

@@ -15,7 +15,7 @@ from minigpt.corpus import load_documents
 from minigpt.export import export_to_transformers, to_transformers_tokenizer
 from minigpt.generate import generate
 from minigpt.model import GPT
-from minigpt.tokenizer import load_tokenizer, train_sentencepiece
+from minigpt.tokenizer import load_tokenizer
 
 JAPANESE = "𠮷野家で牛丼を食べた😀。路地の猫が塀の上で眠っている🐈‍⬛\n名札はまだ付けていない！ ２０２６年"
 TINY = dict(n_layer=2, n_head=4, n_embd=32, block_size=128, init_std=0.3)
@@ -27,12 +27,9 @@ PRESETS = {  # preset -> (tokenizer, overrides): GQA in modern, untied weights i
 
 
 @pytest.fixture(scope="module")
-def sp_tokenizers(tmp_path_factory):
-    docs = load_documents("embedded", "train")
-    folder = tmp_path_factory.mktemp("sp")
+def sp_tokenizers(train_sp):
     kinds = {"unigram": {}, "bpe": dict(model_type="bpe"), "unigram-nfkc": dict(normalization="nfkc")}
-    return {kind: train_sentencepiece(docs, folder / kind, vocab_size=4000, **options)
-            for kind, options in kinds.items()}
+    return {kind: train_sp("embedded", "train", vocab_size=4000, **options) for kind, options in kinds.items()}
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +141,60 @@ def test_cli_exports_a_checkpoint(tmp_path, sp_tokenizers):
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, model(idx)[0], atol=1e-5, rtol=1e-5)
     assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2  # not empty
+
+
+# ------------------------------------------------------------------------------ nothing half-exported
+def _fail_while_saving(monkeypatch, error):
+    from transformers import PreTrainedModel
+
+    real = PreTrainedModel.save_pretrained
+
+    def half_then_fail(self, folder, *args, **kwargs):
+        real(self, folder, *args, **kwargs)  # the weights are on disk already, then the failure
+        raise error
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", half_then_fail)
+
+
+def test_a_failed_export_leaves_no_partial_folder_and_a_re_export_works(tmp_path, monkeypatch):
+    model = GPT(get_preset("tiny-modern"))
+    _fail_while_saving(monkeypatch, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        export_to_transformers(model, None, tmp_path / "hf")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    folder = export_to_transformers(model, None, tmp_path / "hf")
+    assert (folder / "model.safetensors").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_an_export_on_a_full_disk_is_a_one_line_export_error(tmp_path, monkeypatch):
+    from minigpt.errors import ExportError
+
+    model = GPT(get_preset("tiny-modern"))
+    _fail_while_saving(monkeypatch, OSError(28, "No space left on device"))
+    with pytest.raises(ExportError, match="the disk is full") as err:
+        export_to_transformers(model, None, tmp_path / "hf")
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_overwrite_leaves_the_previous_export_as_it_was(tmp_path, monkeypatch):
+    model = GPT(get_preset("tiny-modern"))
+    folder = export_to_transformers(model, None, tmp_path / "hf")
+    (folder / "notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _fail_while_saving(monkeypatch, OSError(28, "No space left on device"))
+    with pytest.raises(Exception):
+        export_to_transformers(GPT(get_preset("tiny-modern", init_std=0.5)), None, folder, overwrite=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    monkeypatch.undo()
+    export_to_transformers(GPT(get_preset("tiny-modern", init_std=0.5)), None, folder, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "keep me"  # overwrite writes its files, keeps the others
+    assert (folder / "model.safetensors").read_bytes() != before["model.safetensors"]
+
+
+def test_export_into_a_file_is_refused(tmp_path):
+    from minigpt.errors import ExportError
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ExportError, match="is a file"):
+        export_to_transformers(GPT(get_preset("tiny-modern")), None, tmp_path / "f")

@@ -7,20 +7,7 @@ from minigpt.config import get_preset
 from minigpt.generate import Utf8Guard, filter_logits, generate, generate_text, sample_next
 from minigpt.model import GPT
 
-
-class ByteTokenizer:
-    """UTF-8 bytes as tokens, EOS = 256: every Japanese character is 3 tokens, like GPT-2's byte tokens."""
-
-    vocab_size, eos_id, name = 257, 256, "bytes"
-
-    def encode(self, text):
-        return list(text.encode("utf-8"))
-
-    def token_bytes(self, i):
-        return bytes([i]) if i < 256 else b"<eos>"
-
-    def decode(self, ids):
-        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+from helpers import ByteTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +158,17 @@ def test_generate_text_with_gpt2_streams_whole_characters_only(model):
     text = generate_text(gpt2_model, tok, "駅前の喫茶店", max_new_tokens=40, temperature=1.0, top_k=None, seed=1,
                          stop_at_eos=False, stream=pieces.append)
     assert "\ufffd" not in text and "".join(pieces) == text
+
+
+def test_zero_new_tokens_generates_nothing(model):
+    streamed = []
+    assert generate_text(model, ByteTokenizer(), "昔々", max_new_tokens=0, seed=0, stream=streamed.append) == ""
+    assert streamed == [] and list(generate(model, [1, 2, 3], 0, seed=0)) == []
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -0.5])
+def test_a_temperature_that_is_not_a_finite_number_ge_0_is_a_config_error(model, temperature):
+    from minigpt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="temperature"):
+        generate_text(model, ByteTokenizer(), "昔々", max_new_tokens=3, temperature=temperature)

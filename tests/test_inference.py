@@ -1,4 +1,4 @@
-"""KV cache, SDPA, GQA and RoPE scaling (chapter 10 and 11's reference)."""
+"""KV cache, SDPA and GQA (chapter 10's reference). RoPE and its scaling: tests/test_rope.py."""
 
 import pytest
 import torch
@@ -7,7 +7,6 @@ from minigpt.attention import causal_mask
 from minigpt.config import GPTConfig, get_preset
 from minigpt.kv_cache import cache_bytes_per_token
 from minigpt.model import GPT
-from minigpt.rope import RotaryEmbedding, scaled_inv_freq
 
 PRESETS_TO_TEST = ["tiny", "tiny-modern", "tiny-moe", "gpt2", "modern", "moe", "demo"]
 
@@ -35,10 +34,11 @@ def greedy(model, prompt, n, use_cache):
     return idx
 
 
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
 @pytest.mark.parametrize("name", PRESETS_TO_TEST)
-def test_greedy_generation_is_identical_with_and_without_the_cache(name):
+def test_greedy_generation_is_identical_with_and_without_the_cache(name, impl):
     torch.manual_seed(0)
-    cfg = _small(name)
+    cfg = _small(name).replace(attn_impl=impl)
     model = GPT(cfg).eval()
     prompt = torch.randint(0, cfg.vocab_size, (2, 5))
     n = min(40, cfg.block_size - 5)
@@ -98,70 +98,13 @@ def test_sdpa_equals_written_out_attention_forward_and_backward(logits):
         torch.testing.assert_close(p1.grad, p2.grad, atol=1e-5, rtol=1e-4, msg=n)
 
 
-# ----------------------------------------------------------------------------- RoPE scaling vs transformers
-def _hf_rope(rope_parameters, head_dim=16, max_pos=64, seq_len=None):
-    from transformers import LlamaConfig
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
-    cfg = LlamaConfig(hidden_size=head_dim * 2, num_attention_heads=2, head_dim=head_dim,
-                      max_position_embeddings=max_pos, rope_parameters=rope_parameters)
-    return ROPE_INIT_FUNCTIONS[rope_parameters["rope_type"]](cfg, "cpu", seq_len=seq_len)
-
-
-@pytest.mark.parametrize("factor", [2.0, 4.0, 8.0])
-def test_linear_scaling_matches_transformers(factor):
-    theirs, att = _hf_rope({"rope_type": "linear", "factor": factor, "rope_theta": 10000.0})
-    ours, our_att = scaled_inv_freq(16, 10000.0, {"type": "linear", "factor": factor}, 64)
-    torch.testing.assert_close(ours, theirs)
-    assert our_att == att
-
-
-@pytest.mark.parametrize("factor, seq_len", [(2.0, 32), (2.0, 128), (4.0, 256), (4.0, 100)])
-def test_dynamic_ntk_matches_transformers(factor, seq_len):
-    theirs, _ = _hf_rope({"rope_type": "dynamic", "factor": factor, "rope_theta": 10000.0}, seq_len=seq_len)
-    ours, _ = scaled_inv_freq(16, 10000.0, {"type": "dynamic", "factor": factor}, 64, seq_len=seq_len)
-    torch.testing.assert_close(ours, theirs)
-
-
-@pytest.mark.parametrize("factor", [2.0, 4.0, 16.0])
-def test_static_ntk_equals_dynamic_ntk_at_the_length_where_their_bases_agree(factor):
-    # transformers has no static NTK-aware type; its dynamic formula base * (s*L/M - s + 1)^(d/(d-2))
-    # equals the static base * s^(d/(d-2)) when s*L/M - s + 1 = s, i.e. L = M * (2s - 1) / s.
-    M = 64
-    L = M * (2 * factor - 1) / factor
-    theirs, _ = _hf_rope({"rope_type": "dynamic", "factor": factor, "rope_theta": 10000.0}, seq_len=L)
-    ours, _ = scaled_inv_freq(16, 10000.0, {"type": "ntk", "factor": factor}, M)
-    torch.testing.assert_close(ours, theirs)
-
-
-@pytest.mark.parametrize("factor, head_dim, base", [(2.0, 16, 10000.0), (4.0, 64, 10000.0), (8.0, 128, 500000.0)])
-def test_yarn_inv_freq_and_attention_factor_match_transformers(factor, head_dim, base):
-    params = {"rope_type": "yarn", "factor": factor, "rope_theta": base, "original_max_position_embeddings": 64}
-    theirs, att = _hf_rope(params, head_dim=head_dim, max_pos=int(64 * factor))
-    ours, our_att = scaled_inv_freq(head_dim, base, {"type": "yarn", "factor": factor}, 64)
-    torch.testing.assert_close(ours, theirs)
-    assert our_att == pytest.approx(att)
-    assert our_att == pytest.approx(0.1 * torch.log(torch.tensor(factor)).item() + 1)
-
-
-def test_yarn_scales_cos_and_sin_so_logits_scale_by_the_square():
-    plain = RotaryEmbedding(16, max_len=32)
-    yarn = RotaryEmbedding(16, max_len=32, scaling={"type": "yarn", "factor": 4.0})
-    cos, sin = yarn(0, 64)
-    # cos^2 + sin^2 = attention_factor^2 at every position and frequency
-    torch.testing.assert_close(cos ** 2 + sin ** 2, torch.full_like(cos, yarn.attention_factor ** 2))
-    assert plain.attention_factor == 1.0
-
-
-def test_yarn_model_matches_transformers_llama_beyond_the_trained_context():
-    from minigpt.hf import hf_model_from_minigpt
-
+def test_sdpa_applies_attention_dropout_in_training_only():
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, norm="rmsnorm",
-                    mlp="swiglu", pos="rope", bias=False, rope_scaling={"type": "yarn", "factor": 4.0})
-    ours = GPT(cfg).eval()
-    hf = hf_model_from_minigpt(ours)
-    idx = torch.randint(0, 64, (1, 64))  # 4x the trained context
-    with torch.no_grad():
-        diff = (ours(idx)[0] - hf(idx).logits).abs().max().item()
-    assert diff <= 1e-5
+    model = GPT(get_preset("tiny-modern", n_head=4, n_kv_head=2, attn_impl="sdpa", dropout=0.5))
+    attn, x = model.blocks[0].attn, torch.randn(2, 16, 32)
+    attn.resid_dropout.p = 0.0  # only the attention-probability dropout is left
+    attn.train()
+    a, b = attn(x, *model.rope(0, 16)), attn(x, *model.rope(0, 16))
+    attn.eval()
+    e1, e2 = attn(x, *model.rope(0, 16)), attn(x, *model.rope(0, 16))
+    assert not torch.allclose(a, b) and torch.equal(e1, e2)

@@ -1,6 +1,7 @@
 """The reference model's parts, one behaviour per test."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -10,8 +11,6 @@ from minigpt.mlp import GeluMLP, SwiGLU
 from minigpt.model import GPT
 from minigpt.moe import MoE, load_balancing_loss, router_z_loss
 from minigpt.norm import RMSNorm
-from minigpt.rope import (RotaryEmbedding, apply_rope, apply_rope_interleaved, permute_interleaved_to_half,
-                          rope_inv_freq)
 
 MODERN = dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False)
 
@@ -86,53 +85,6 @@ def test_swiglu_is_w2_of_silu_w1_times_w3():
     assert all(m.bias is None for m in (mlp.w1, mlp.w2, mlp.w3))
 
 
-# ----------------------------------------------------------------------------- RoPE
-def test_rope_scores_depend_only_on_the_distance():
-    hd = 16
-    rope = RotaryEmbedding(hd, max_len=64)
-    cos, sin = rope(0, 64)
-    q, k = torch.randn(hd), torch.randn(hd)
-
-    def score(m, n):
-        qm = apply_rope(q.view(1, 1, 1, hd), cos[m:m + 1], sin[m:m + 1])
-        kn = apply_rope(k.view(1, 1, 1, hd), cos[n:n + 1], sin[n:n + 1])
-        return (qm * kn).sum().item()
-
-    assert score(10, 3) == pytest.approx(score(40, 33), abs=1e-4)
-    assert score(10, 3) != pytest.approx(score(10, 4), abs=1e-4)
-
-
-def test_rope_preserves_vector_norms():
-    rope = RotaryEmbedding(8, max_len=32)
-    cos, sin = rope(0, 32)
-    x = torch.randn(2, 3, 32, 8)
-    torch.testing.assert_close(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1))
-
-
-def test_interleaved_layout_gives_the_same_scores_after_the_weight_permutation():
-    C, n_heads, hd, T = 16, 2, 8, 10
-    wq, wk = torch.randn(n_heads * hd, C), torch.randn(n_heads * hd, C)
-    x = torch.randn(1, T, C)
-    cos, sin = RotaryEmbedding(hd, max_len=T)(0, T)
-
-    def scores(wq, wk, rope_fn):
-        q = (x @ wq.t()).view(1, T, n_heads, hd).transpose(1, 2)
-        k = (x @ wk.t()).view(1, T, n_heads, hd).transpose(1, 2)
-        q, k = rope_fn(q, cos, sin), rope_fn(k, cos, sin)
-        return q @ k.transpose(-2, -1)
-
-    meta = scores(wq, wk, apply_rope_interleaved)
-    ours = scores(permute_interleaved_to_half(wq, n_heads), permute_interleaved_to_half(wk, n_heads), apply_rope)
-    torch.testing.assert_close(ours, meta, atol=1e-4, rtol=1e-4)
-    unpermuted = scores(wq, wk, apply_rope)  # loading Meta weights without the permutation is wrong
-    assert (unpermuted - meta).abs().max() > 1e-2
-
-
-def test_rope_inv_freq_matches_the_formula():
-    torch.testing.assert_close(rope_inv_freq(8, 10000.0),
-                               torch.tensor([10000 ** (-i / 8) for i in range(0, 8, 2)]))
-
-
 # ----------------------------------------------------------------------------- MoE
 def _moe(**kw):
     cfg = GPTConfig(n_embd=16, n_head=2, mlp="swiglu", n_experts=4, top_k=2, **kw)
@@ -157,6 +109,34 @@ def test_grouped_dispatch_equals_the_per_token_definition(gating):
     x = torch.randn(3, 7, 16)
     y, _ = moe(x)
     torch.testing.assert_close(y, _naive_moe(moe, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_tokens, n_experts, top_k", [(1, 4, 2), (5, 8, 3), (200, 4, 1), (300, 8, 2)])
+def test_grouped_dispatch_equals_the_definition_with_its_gradients_for_any_block_layout(n_tokens, n_experts, top_k):
+    # 1 token: blocks of one row; 300 tokens x top-2 of 8: blocks of 16 rows, some padded
+    cfg = GPTConfig(n_embd=16, n_head=2, mlp="swiglu", mlp_hidden=24, n_experts=n_experts, top_k=top_k)
+    torch.manual_seed(n_tokens)
+    moe = MoE(cfg)
+    x = torch.randn(1, n_tokens, 16, requires_grad=True)
+    y, _ = moe(x)
+    ref = _naive_moe(moe, x)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad((y * g).sum(), [x, moe.experts[0].w1.weight, moe.router.weight])
+    want = torch.autograd.grad((ref * g).sum(), [x, moe.experts[0].w1.weight, moe.router.weight])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_dispatch_blocks_cover_every_assignment_whatever_the_routing():
+    from minigpt.moe import dispatch_block_size
+
+    for M, N in [(2, 8), (64, 4), (4096, 8), (1000, 3)]:
+        b = dispatch_block_size(M, N)
+        n_blocks = (M + N * (b - 1)) // b
+        worst = [M - (N - 1)] + [1] * (N - 1)  # one expert takes almost all, the others one each
+        assert sum(-(-c // b) for c in worst) <= n_blocks
+        assert sum(-(-c // b) for c in [M // N + (e < M % N) for e in range(N)]) <= n_blocks
 
 
 def test_mixtral_gating_renormalises_and_switch_keeps_raw_probabilities():
@@ -213,6 +193,84 @@ def test_moe_model_adds_auxiliary_losses_to_the_training_loss():
     parts = model.last_losses
     assert loss.item() == pytest.approx(parts["ce"] + cfg.aux_loss_coef * parts["aux"] + cfg.z_loss_coef * parts["z"],
                                         rel=1e-5)
+
+
+def test_loss_parts_stay_tensors_and_last_losses_reads_them_as_floats():
+    model = GPT(get_preset("tiny-moe"))
+    idx = torch.randint(0, 256, (2, 16))
+    model(idx, idx)
+    assert sorted(model.loss_parts) == ["aux", "ce", "z"]
+    assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in model.loss_parts.values())
+    assert model.last_losses == {k: v.item() for k, v in model.loss_parts.items()}
+    model(idx)  # no targets: no loss parts
+    assert model.last_losses == {}
+
+
+def _host_syncs(fn) -> dict:
+    """Calls that copy a value to the host (a GPU sync) or give shapes that depend on values."""
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    functions = {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__"}
+    ops = {"_local_scalar_dense", "nonzero", "bincount", "unique", "_unique2", "masked_select", "repeat_interleave"}
+    seen: dict = {}
+
+    class Functions(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in functions:
+                seen[func.__name__] = seen.get(func.__name__, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    class Ops(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func._overloadpacket.__name__
+            if name in ops:
+                seen[name] = seen.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with Functions(), Ops():
+        fn()
+    return seen
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-modern", "tiny-moe"])
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_a_training_step_makes_no_host_sync(name, impl):
+    model = GPT(get_preset(name, attn_impl=impl, capacity_factor=1.0 if name == "tiny-moe" else None))
+    idx = torch.randint(0, 256, (2, 17))
+
+    def step():
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+        loss.backward()
+
+    assert _host_syncs(step) == {}
+    assert _host_syncs(lambda: model.last_losses)  # reading the numbers is where the sync goes
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-modern", "tiny-moe"])
+def test_the_training_forward_is_one_graph_for_torch_compile(name):
+    model = GPT(get_preset(name, attn_impl="sdpa"))
+    idx = torch.randint(0, 256, (2, 17))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(idx[:, :-1], idx[:, 1:])
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on CPU needs a C compiler")
+@pytest.mark.parametrize("name", ["tiny-modern", "tiny-moe"])
+def test_fullgraph_compiled_model_trains_like_the_eager_one(name):
+    torch.manual_seed(0)
+    model = GPT(get_preset(name, attn_impl="sdpa"))
+    idx = torch.randint(0, 256, (2, 17))
+    _, eager = model(idx[:, :-1], idx[:, 1:])
+    want = torch.autograd.grad(eager, list(model.parameters()))
+    torch._dynamo.reset()
+    _, compiled = torch.compile(model, fullgraph=True)(idx[:, :-1], idx[:, 1:])
+    got = torch.autograd.grad(compiled, list(model.parameters()))
+    assert compiled.item() == pytest.approx(eager.item(), rel=1e-5)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_moe_aux_loss_has_gradients_into_the_router():

@@ -4,8 +4,8 @@ that exist (make targets of the Makefile, subcommands of `python -m minigpt`).
 
 The Japanese README mirrors the English one section by section (`##`), so a section changed in one file and not
 in the other fails here, naming the section and what differs. Code blocks must match line for line except for
-comments (which may be translated). Numbers are compared as written with digits: where the English spells a
-number out ("twelve notebooks", "every tenth document"), write it in kanji in Japanese (十二本, 十件に一件).
+comments (which may be translated). Numbers are compared as written with digits, so write a number with digits
+in both languages ("the 12 notebooks", 12 本; "1 document in 10", 10 件に 1 件), or spelled out in both.
 """
 
 import re

@@ -91,6 +91,26 @@ def test_an_interrupted_run_keeps_its_finished_shards(gpt2, docs, tmp_path):
     assert torch.equal(ShardedTokens(tmp_path).read_all(), encode_documents(gpt2, docs))
 
 
+def test_a_full_disk_is_a_one_line_error_that_keeps_the_finished_shards(gpt2, docs, tmp_path, monkeypatch):
+    import minigpt.shards as shards_mod
+
+    real = shards_mod._tokenize_shard
+
+    def third_shard_hits_a_full_disk(job, tokenizer=None):
+        if job[2] == 2:
+            raise OSError(28, "No space left on device")
+        return real(job, tokenizer)
+
+    monkeypatch.setattr(shards_mod, "_tokenize_shard", third_shard_hits_a_full_disk)
+    with pytest.raises(ShardError, match="the disk is full.*run the same command again") as err:
+        write_shards(docs, gpt2, tmp_path, shard_chars=15_000, workers=0, progress=False)
+    assert "\n" not in str(err.value) and not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.undo()
+    resumed = write_shards(docs, gpt2, tmp_path, shard_chars=15_000, workers=0, progress=False)
+    assert resumed["skipped"] == 2
+    assert torch.equal(ShardedTokens(tmp_path).read_all(), encode_documents(gpt2, docs))
+
+
 def test_a_shorter_corpus_drops_the_shards_past_its_end(gpt2, docs, tmp_path):
     write_shards(docs, gpt2, tmp_path, shard_chars=15_000, workers=0, progress=False)
     write_shards(docs[:10], gpt2, tmp_path, shard_chars=15_000, workers=0, progress=False)

@@ -1,4 +1,6 @@
-"""minigpt.tokenizer: GPT-2 BPE, SentencePiece, the UTF-8-safe streaming decoder and statistics."""
+"""minigpt.tokenizer: GPT-2 BPE, SentencePiece, the contract every tokenizer keeps, and statistics.
+
+The streaming UTF-8 decoder (minigpt.utf8) is tested in tests/test_utf8.py."""
 
 import json
 import random
@@ -11,11 +13,9 @@ from minigpt.corpus import load_documents
 from minigpt.tokenizer import (
     GPT2Tokenizer,
     SentencePieceTokenizer,
-    StreamingDecoder,
     Tokenizer,
     VocabSizeError,
     bytes_to_unicode,
-    decode_stream,
     format_stats_table,
     gpt2_vocab_and_merges,
     load_tokenizer,
@@ -23,6 +23,8 @@ from minigpt.tokenizer import (
     tokenizer_stats,
     train_sentencepiece,
 )
+
+from helpers import ByteTokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ja_small.txt"
 TINY_VOCAB = 530  # fits the fixture: above what its characters need, below the largest it allows
@@ -38,24 +40,8 @@ def gpt2():
 
 
 @pytest.fixture(scope="module")
-def tiny_sp(tmp_path_factory):
-    docs = load_documents(FIXTURE, "all")
-    return train_sentencepiece(docs, tmp_path_factory.mktemp("sp") / "tiny", vocab_size=TINY_VOCAB)
-
-
-class ByteTokenizer(Tokenizer):
-    """One token per UTF-8 byte: the simplest tokenizer, to test the base class and helpers."""
-
-    name, vocab_size, eos_id = "bytes", 257, 256
-
-    def encode(self, text):
-        return list(text.encode("utf-8"))
-
-    def token_bytes(self, token_id):
-        return b"" if token_id == 256 else bytes([token_id])
-
-    def spec(self):
-        return {"type": "bytes"}
+def tiny_sp(train_sp):
+    return train_sp(FIXTURE, "all", vocab_size=TINY_VOCAB)
 
 
 # --- GPT-2 -----------------------------------------------------------------------------------
@@ -113,7 +99,9 @@ def test_gpt2_decode_equals_bytes_decode_with_replacement_on_cut_windows(gpt2):
 
 
 def test_transformers_export_gives_the_same_ids(gpt2):
-    hf = gpt2.to_transformers()
+    from minigpt.export import to_transformers_tokenizer
+
+    hf = to_transformers_tokenizer(gpt2)
     for text in ["Hello world", "猫", JA_TEXT, "文書の終わり<|endoftext|>次の文書"]:
         assert hf.encode(text) == gpt2.encode(text)
         assert hf.decode(gpt2.encode(text)) == text
@@ -126,61 +114,6 @@ def test_gpt2_spec_round_trips_through_json(gpt2):
     tok = load_tokenizer(spec)
     assert isinstance(tok, GPT2Tokenizer) and tok.encode(JA_TEXT) == gpt2.encode(JA_TEXT)
     assert isinstance(load_tokenizer("gpt2"), GPT2Tokenizer)
-
-
-# --- Streaming decoder -----------------------------------------------------------------------
-
-
-def assert_streams_cleanly(tok, text):
-    ids = tok.encode(text)
-    full = tok.decode(ids)
-    assert full == text
-    # Cut the token stream at every point: what was printed so far never contains U+FFFD, and it
-    # is every complete character received so far (only an unfinished last one waits).
-    for k in range(len(ids) + 1):
-        dec = StreamingDecoder(tok)
-        shown = "".join(dec.feed(i) for i in ids[:k])
-        assert "\ufffd" not in shown, (k, shown)
-        received = b"".join(tok.token_bytes(i) for i in ids[:k])
-        assert shown == received.decode("utf-8", errors="ignore"), (k, shown)
-        assert shown + "".join(dec.feed(i) for i in ids[k:]) + dec.flush() == full
-    assert "".join(decode_stream(tok, ids)) == full
-
-
-def test_plain_decode_of_a_cut_token_stream_shows_fffd(gpt2, tiny_sp):
-    # The pitfall the streaming decoder exists for.
-    for tok in (gpt2, tiny_sp):
-        ids = tok.encode(JA_TEXT)
-        assert any("\ufffd" in tok.decode(ids[:k]) for k in range(len(ids)))
-
-
-def test_streaming_decoder_never_emits_fffd_for_gpt2_tokens(gpt2):
-    assert_streams_cleanly(gpt2, JA_TEXT)
-
-
-def test_streaming_decoder_never_emits_fffd_for_sentencepiece_byte_pieces(tiny_sp):
-    ids = tiny_sp.encode(JA_TEXT)
-    byte_pieces = [tiny_sp.piece(i) for i in ids if tiny_sp.sp.is_byte(i)]
-    assert "<0xF0>" in byte_pieces  # 𠮷 and the emoji really fell back to bytes
-    assert_streams_cleanly(tiny_sp, JA_TEXT)
-
-
-def test_streaming_decoder_equals_decode_on_random_invalid_bytes():
-    tok = ByteTokenizer()
-    rng = random.Random(0)
-    interesting = [0x41, 0x80, 0xBF, 0xC0, 0xC2, 0xE0, 0xE3, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF, 0x9F, 0xA0]
-    for _ in range(2000):
-        ids = [rng.choice(interesting) for _ in range(rng.randrange(1, 9))]
-        streamed = "".join(decode_stream(tok, ids))
-        assert streamed == bytes(ids).decode("utf-8", errors="replace") == tok.decode(ids), bytes(ids)
-
-
-def test_streaming_decoder_holds_back_an_unfinished_character(gpt2):
-    dec = StreamingDecoder(gpt2)
-    assert [dec.feed(i) for i in gpt2.encode("猫")] == ["", "", "猫"]
-    dec.feed(gpt2.encode("猫")[0])
-    assert dec.flush() == "\ufffd"  # a character that never completes is shown as U+FFFD at the end
-    assert dec.flush() == ""
 
 
 # --- SentencePiece ---------------------------------------------------------------------------
@@ -320,3 +253,108 @@ def test_format_stats_table_aligns_columns():
     assert lines[2].split() == ["gpt2", "1,234", "0.700"]
     assert lines[3].split() == ["sentencepiece-8000", "56", "1.512"]
     assert len({len(line) for line in lines}) == 1  # numbers are right-aligned to the same width
+
+
+# --- Errors a learner can fix ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vocab_size", [1, 2, 3, 100])
+def test_a_vocab_size_far_too_small_names_the_smallest_usable_size(tmp_path, vocab_size):
+    docs = load_documents(FIXTURE, "all")
+    with pytest.raises(VocabSizeError, match=r"too small.*smallest usable size is \d+") as err:
+        train_sentencepiece(docs, tmp_path / "small", vocab_size=vocab_size)
+    smallest = err.value.smallest
+    assert 300 < smallest <= TINY_VOCAB and f"--vocab-size {smallest}" in str(err.value)
+    assert train_sentencepiece(docs, tmp_path / "fits", vocab_size=smallest).vocab_size == smallest
+    assert not (tmp_path / "small.model").exists()
+
+
+def test_the_vocab_size_error_suggests_nothing_the_command_line_cannot_set(tmp_path):
+    docs = load_documents(FIXTURE, "all")
+    with pytest.raises(VocabSizeError) as err:
+        train_sentencepiece(docs, tmp_path / "small", vocab_size=300)
+    assert "character_coverage" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, this is a text file\n", "half"], ids=["empty", "text", "truncated"])
+def test_a_file_that_is_not_a_sentencepiece_model_says_so_and_how_to_retrain(tmp_path, tiny_sp, content):
+    from minigpt.tokenizer import TokenizerError
+
+    bad = tmp_path / "bad.model"
+    data = tiny_sp.model_file.read_bytes()
+    bad.write_bytes(data[: len(data) // 2] if content == "half" else content)
+    with pytest.raises(TokenizerError, match=r"not a SentencePiece model: .*bad\.model.*tokenizer train") as err:
+        load_tokenizer(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_a_missing_model_file_is_a_tokenizer_error_and_a_file_not_found_error(tmp_path):
+    from minigpt.errors import MinigptError
+
+    with pytest.raises(FileNotFoundError) as err:
+        load_tokenizer(tmp_path / "nope.model")
+    assert isinstance(err.value, MinigptError)
+
+
+def test_streaming_decoder_lives_in_utf8_and_is_re_exported_here():
+    import minigpt.tokenizer as tk
+    import minigpt.utf8 as utf8
+
+    assert tk.StreamingDecoder is utf8.StreamingDecoder and tk.decode_stream is utf8.decode_stream
+
+
+# --- The contract every tokenizer keeps ----------------------------------------------------------
+
+CONTRACT_TEXT = "駅前の古い喫茶店で、𠮷田さんが「ありがとう！」と言った😀。\nHello, world: 3 cats  and\ttabs."
+
+
+@pytest.fixture(scope="module", params=["gpt2", "sentencepiece-unigram", "sentencepiece-bpe"])
+def any_tokenizer(request, train_sp):
+    if request.param == "gpt2":
+        return GPT2Tokenizer()
+    return train_sp(FIXTURE, "all", vocab_size=TINY_VOCAB, model_type=request.param.split("-")[1])
+
+
+def test_contract_decode_of_encode_is_the_text(any_tokenizer):
+    ids = any_tokenizer.encode(CONTRACT_TEXT)
+    assert any_tokenizer.decode(ids) == CONTRACT_TEXT
+    assert any_tokenizer.encode_batch([CONTRACT_TEXT, "猫"]) == [ids, any_tokenizer.encode("猫")]
+
+
+def test_contract_ids_are_below_vocab_size_and_eos_is_a_token(any_tokenizer):
+    ids = any_tokenizer.encode(CONTRACT_TEXT)
+    assert all(0 <= i < any_tokenizer.vocab_size for i in ids) and len(any_tokenizer) == any_tokenizer.vocab_size
+    assert 0 <= any_tokenizer.eos_id < any_tokenizer.vocab_size
+    assert any_tokenizer.eos_id not in ids  # ordinary text never encodes to the end of a document
+
+
+def test_contract_token_bytes_join_to_the_utf8_bytes_of_the_text(any_tokenizer):
+    ids = any_tokenizer.encode(CONTRACT_TEXT)
+    assert b"".join(any_tokenizer.token_bytes(i) for i in ids) == CONTRACT_TEXT.encode("utf-8")
+
+
+def test_contract_spec_is_json_and_load_tokenizer_rebuilds_the_same_tokenizer(any_tokenizer):
+    spec = json.loads(json.dumps(any_tokenizer.spec()))
+    again = load_tokenizer(spec)
+    assert type(again) is type(any_tokenizer) and again.vocab_size == any_tokenizer.vocab_size
+    assert again.encode(CONTRACT_TEXT) == any_tokenizer.encode(CONTRACT_TEXT) and again.eos_id == any_tokenizer.eos_id
+
+
+def test_contract_the_one_export_path_gives_the_same_ids(any_tokenizer):
+    from minigpt.export import to_transformers_tokenizer
+
+    hf = to_transformers_tokenizer(any_tokenizer)
+    assert hf.encode(CONTRACT_TEXT, add_special_tokens=False) == any_tokenizer.encode(CONTRACT_TEXT)
+    assert hf.eos_token_id == any_tokenizer.eos_id
+
+
+def test_a_full_disk_while_writing_the_model_is_a_tokenizer_error_and_leaves_no_file(tmp_path, monkeypatch):
+    from minigpt.tokenizer import TokenizerError
+
+    def full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(TokenizerError, match="the disk is full"):
+        train_sentencepiece(load_documents(FIXTURE, "all"), tmp_path / "sp", vocab_size=TINY_VOCAB)
+    assert list(tmp_path.iterdir()) == []

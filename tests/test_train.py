@@ -12,17 +12,7 @@ from minigpt.data import make_token_data
 from minigpt.model import GPT
 from minigpt.train import TrainConfig, lr_at, make_optimizer, train
 
-
-class ByteTokenizer:
-    """UTF-8 bytes as tokens, EOS = 256."""
-
-    vocab_size, eos_id, name = 257, 256, "bytes"
-
-    def encode(self, text):
-        return list(text.encode("utf-8"))
-
-    def spec(self):
-        return {"type": "bytes"}
+from helpers import ByteTokenizer
 
 
 TEXT = "駅前の古い喫茶店が、来月で閉店するらしい。" * 30
@@ -189,3 +179,201 @@ def test_train_config_rejects_nonsense():
         TrainConfig(max_steps=0)
     with pytest.raises(ValueError, match="min_lr"):
         TrainConfig(lr=1e-3, min_lr=1e-2)
+
+
+# --------------------------------------------------------------------------- issue 13: nothing is lost
+def files_digest(folder):
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def comparable(records):
+    """metrics.jsonl records without what depends on the wall clock."""
+    return [{k: v for k, v in r.items() if k not in ("time_s", "tokens_per_s", "mfu")} for r in records]
+
+
+def metrics_of(folder):
+    return comparable([json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()])
+
+
+def optimizer_state(folder):
+    return torch.load(folder / "checkpoint" / "train_state.pt", weights_only=True)["optimizer"]
+
+
+def assert_same_optimizer_state(a, b):
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        for name, value in a["state"][k].items():
+            assert torch.equal(value, b["state"][k][name]), f"optimizer state {k}.{name} differs"
+
+
+@pytest.mark.parametrize("what", ["loss", "grad_norm"])
+def test_a_non_finite_step_is_never_applied_nor_saved_and_the_error_names_the_last_good_checkpoint(
+        data, tmp_path, what):
+    from minigpt.errors import TrainingError
+
+    model = tiny_model()
+    calls = {"n": 0}
+    forward = model.forward
+
+    def poisoned(*args, **kwargs):
+        logits, loss = forward(*args, **kwargs)
+        if model.training:
+            calls["n"] += 1
+            if calls["n"] == 8:  # step 8: after the checkpoint of step 5
+                if what == "loss":
+                    loss = loss * float("nan")
+                else:  # the loss stays finite, a gradient becomes infinite
+                    logits.register_hook(lambda g: g * float("inf"))
+        return logits, loss
+
+    model.forward = poisoned
+    ckpt = tmp_path / "checkpoint"
+    before = {}
+    with pytest.raises(TrainingError) as e:
+        train(model, data, cfg(tmp_path), on_step=lambda step, rec: step == 5 and before.update(files_digest(ckpt)))
+    message = str(e.value)
+    assert str(ckpt) in message and "step 8" in message and "--lr" in message
+    assert read_config(ckpt)["step"] == 5 and files_digest(ckpt) == before  # unchanged
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # step 8 was not applied
+
+
+def test_a_non_finite_learning_rate_is_refused():
+    from minigpt.errors import ConfigError
+
+    for lr in (float("inf"), float("nan"), 0.0, -1e-3):
+        with pytest.raises(ConfigError, match="learning rate"):
+            TrainConfig(lr=lr, min_lr=0.0)
+
+
+def test_a_nan_time_limit_is_refused():
+    with pytest.raises(ValueError, match="time limit"):
+        TrainConfig(time_limit_s=float("nan"))
+
+
+def test_resume_on_other_data_is_refused_unless_allowed(data, tmp_path):
+    from minigpt.errors import DataError
+
+    c = cfg(tmp_path)
+    train(tiny_model(), data, c, until_step=5)
+    other = make_token_data(ByteTokenizer(), ["別の文章です。" * 50] * 4, [TEXT[:200]])
+    with pytest.raises(DataError, match="allow-other-data"):
+        train(tiny_model(), other, c, resume=True)
+    assert read_config(tmp_path / "checkpoint")["step"] == 5
+    assert train(tiny_model(), other, c, resume=True, allow_other_data=True).step == 12
+
+
+def test_the_checkpoint_records_the_data_and_the_seed(data, tmp_path):
+    from minigpt.train import data_fingerprint
+
+    train(tiny_model(), data, cfg(tmp_path, max_steps=5), data_name="my-corpus")
+    info = read_config(tmp_path / "checkpoint")["info"]
+    assert info["data"]["name"] == "my-corpus" and info["seed"] == 7
+    assert info["data"]["fingerprint"] == data_fingerprint(data)["fingerprint"]
+    assert info["data"]["train_tokens"] == len(data.train)
+
+
+def test_resume_after_ctrl_c_reproduces_weights_optimizer_and_metrics(data, tmp_path):
+    full, full_params = run_and_params(tiny_model(), data, cfg(tmp_path / "full", log_interval=1))
+    c = cfg(tmp_path / "run", log_interval=1)
+
+    def press_ctrl_c(step, record):
+        if step == 7:  # two steps after the evaluation of step 5: train_loss of step 10 averages 6..10
+            raise KeyboardInterrupt
+
+    assert train(tiny_model(), data, c, on_step=press_ctrl_c).interrupted
+    _, params = run_and_params(tiny_model(seed=5), data, c, resume=True)
+    assert_same_params(full_params, params)
+    assert_same_optimizer_state(optimizer_state(tmp_path / "full"), optimizer_state(tmp_path / "run"))
+    assert metrics_of(tmp_path / "run") == metrics_of(tmp_path / "full")
+
+
+def test_a_second_ctrl_c_saves_the_last_completed_step_as_its_message_says(data, tmp_path, capsys):
+    import os
+    import signal
+
+    full, full_params = run_and_params(tiny_model(), data, cfg(tmp_path / "full"))
+
+    def press_ctrl_c_twice(step, record):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # first: stop after this step
+            os.kill(os.getpid(), signal.SIGINT)  # second: stop now
+
+    c = cfg(tmp_path / "run")
+    first = train(tiny_model(), data, c, on_step=press_ctrl_c_twice)
+    err = capsys.readouterr().err
+    assert "saving the last completed one" in err
+    assert first.interrupted and read_config(tmp_path / "run" / "checkpoint")["step"] == 4
+    _, params = run_and_params(tiny_model(seed=3), data, c, resume=True)
+    assert_same_params(full_params, params)
+
+
+def test_training_logs_tokens_per_second_and_no_mfu_on_the_cpu(data, tmp_path):
+    r = train(tiny_model(), data, cfg(tmp_path, max_steps=4))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    trains = [rec for rec in records if rec["kind"] == "train"]
+    assert trains and all(rec["tokens_per_s"] > 0 and "mfu" not in rec for rec in trains)
+    assert r.tokens_per_s > 0 and r.mfu is None
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_holds_it(data, tmp_path):
+    from minigpt.errors import RunLockedError
+    from minigpt.runlock import RunLock
+
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=str(__import__("os").getpid())):
+            train(tiny_model(), data, cfg(tmp_path, max_steps=2))
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+SCRIPT = r'''
+import os, signal, sys
+import torch
+sys.path.insert(0, {tests!r})
+from test_train import ByteTokenizer, TEXT, tiny_model, cfg
+from minigpt.data import make_token_data
+from minigpt.train import train
+from pathlib import Path
+
+data = make_token_data(ByteTokenizer(), [TEXT] * 4, [TEXT[:200]])
+kill_at, sig = int(sys.argv[2]), getattr(signal, sys.argv[3])
+def hook(step, record):
+    if step == kill_at:
+        os.kill(os.getpid(), sig)
+r = train(tiny_model(), data, cfg(Path(sys.argv[1]), log_interval=1), on_step=hook)
+print("stopped", r.stopped, r.step)
+'''
+
+
+def run_script(tmp_path, out, kill_at, sig):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    return subprocess.run([sys.executable, str(script), str(out), str(kill_at), sig], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_stops_like_ctrl_c(tmp_path):
+    proc = run_script(tmp_path, tmp_path / "run", 4, "SIGTERM")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stopped interrupted 4" in proc.stdout and "SIGTERM" in proc.stderr
+    assert read_config(tmp_path / "run" / "checkpoint")["step"] == 4
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_reproduces_weights_optimizer_and_metrics(data, tmp_path):
+    full, full_params = run_and_params(tiny_model(), data, cfg(tmp_path / "full", log_interval=1))
+    proc = run_script(tmp_path, tmp_path / "run", 8, "SIGKILL")  # killed at step 8, after the checkpoint of 5
+    assert proc.returncode == -9
+    assert read_config(tmp_path / "run" / "checkpoint")["step"] == 5
+    # the lock file of the dead process is still there; the next run takes it over
+    _, params = run_and_params(tiny_model(seed=5), data, cfg(tmp_path / "run", log_interval=1), resume=True)
+    assert_same_params(full_params, params)
+    assert_same_optimizer_state(optimizer_state(tmp_path / "full"), optimizer_state(tmp_path / "run"))
+    assert metrics_of(tmp_path / "run") == metrics_of(tmp_path / "full")

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from minigpt.notebook import NOTEBOOK_ENV  # the environment `make test-notebooks` uses too
+from minigpt.notebook import notebook_env  # the environment `make test-notebooks` uses too
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: solutions/NN_*.ipynb")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     args = parser.parse_args(argv)
-    os.environ.update(NOTEBOOK_ENV)
+    os.environ.update(notebook_env(Path(__file__).resolve().parent.parent))
     paths = args.notebooks or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     total, failed = 0.0, []
     for path in paths:

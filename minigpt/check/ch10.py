@@ -16,9 +16,10 @@ import torch.nn.functional as F
 
 from minigpt import kv_cache
 from minigpt.attention import causal_mask, repeat_kv
-from minigpt.check import Case, exercise
+from minigpt.check import Case, Step, exercise
 from minigpt.config import GPTConfig
 from minigpt.generate import generate
+from minigpt.i18n import tr
 from minigpt.model import GPT
 
 
@@ -38,46 +39,130 @@ def _attend(q, k, v, mask):
 
 def attention_mask_top_left(q, k, v):
     """SDPA's is_causal=True: the triangle starts at the top-left corner, as if the queries were
-    the *first* T positions. Right when T == S (training), wrong with anything in the cache."""
+    the *first* T positions. Right when T == S (training), wrong with anything in the cache.
+    ja: SDPA の is_causal=True: 三角形が左上の角から始まり、クエリが「最初の」T 個の位置であるかのように扱われます。T == S (学習時) では正しいのですが、キャッシュに何かあると誤りです。"""
     T, S = q.shape[-2], k.shape[-2]
     return _attend(q, k, v, torch.ones(T, S, dtype=torch.bool, device=q.device).tril())
 
 
 def attention_no_mask(q, k, v):
-    """No mask: right for one new token (it may see everything), wrong for a prompt or a chunk."""
+    """No mask: right for one new token (it may see everything), wrong for a prompt or a chunk.
+    ja: マスクがありません。新しいトークン 1 つなら正しい (すべて見てよい) のですが、プロンプトやチャンクでは誤りです。"""
     return _attend(q, k, v, None)
 
 
 def attention_mask_one_too_far(q, k, v):
-    """Each query also sees the key right after it (the token it must predict)."""
+    """Each query also sees the key right after it (the token it must predict).
+    ja: 各クエリが直後のキー (予測すべきトークン) まで見えてしまいます。"""
     T, S = q.shape[-2], k.shape[-2]
     return _attend(q, k, v, torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T + 1))
 
 
 def attention_mask_excludes_itself(q, k, v):
     """Each query sees the earlier keys but not its own (tril(S - T - 1)); a query at position 0 then
-    sees nothing at all (NaN)."""
+    sees nothing at all (NaN).
+    ja: 各クエリがそれ以前のキーは見えますが自分自身が見えません (tril(S - T - 1))。位置 0 のクエリは何も見えなくなります (NaN)。"""
     T, S = q.shape[-2], k.shape[-2]
     return _attend(q, k, v, torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T - 1))
 
 
+def attention_cache_without_scale(q, k, v):
+    """The mask is right, but the scores are not divided by sqrt(head_dim).
+    ja: マスクは正しいのですが、スコアを sqrt(head_dim) で割っていません。"""
+    T, S = q.shape[-2], k.shape[-2]
+    att = (q @ k.transpose(-2, -1)).masked_fill(~causal_mask(T, S, q.device), float("-inf"))
+    return torch.softmax(att, dim=-1) @ v
+
+
+def attention_cache_scales_q_in_place(q, k, v):
+    """Scales q in place (q.mul_(...)) before the product: the caller's q changes.
+    ja: 積の前に q をインプレースでスケールしています (q.mul_(...))。呼び出し側の q が変わります。"""
+    T, S = q.shape[-2], k.shape[-2]
+    q.mul_(q.shape[-1] ** -0.5)
+    att = (q @ k.transpose(-2, -1)).masked_fill(~causal_mask(T, S, q.device), float("-inf"))
+    return torch.softmax(att, dim=-1) @ v
+
+
+def attention_cache_softmax_over_queries(q, k, v):
+    """softmax over dim -2 (the queries) instead of the keys.
+    ja: キーではなく次元 -2 (クエリ) で softmax をとっています。"""
+    T, S = q.shape[-2], k.shape[-2]
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    att = att.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
+    return torch.nan_to_num(torch.softmax(att, dim=-2)) @ v
+
+
+def attention_cache_mask_by_multiplying(q, k, v):
+    """Multiplies the scores by the 0/1 mask instead of setting them to -inf: a masked key gets score 0, and
+    exp(0) = 1 still gives it weight.
+    ja: スコアを -inf にせず 0/1 のマスクを掛けています。マスクされたキーのスコアが 0 になり、exp(0) = 1 なので重みが残ります。"""
+    T, S = q.shape[-2], k.shape[-2]
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1]) * causal_mask(T, S, q.device)
+    return torch.softmax(att, dim=-1) @ v
+
+
+def attention_cache_in_float32(q, k, v):
+    """Computes in float32 and returns float32: bfloat16 q, k, v give a float32 output.
+    ja: float32 で計算して float32 で返しています。bfloat16 の q, k, v から float32 の出力が返ります。"""
+    return _attend(q.float(), k.float(), v.float(), causal_mask(q.shape[-2], k.shape[-2], q.device))
+
+
+def attention_cache_pad_the_triangle(q, k, v):
+    """Correct: the usual (T, T) triangle, with S - T columns of ones on its left for the cached keys."""
+    T, S = q.shape[-2], k.shape[-2]
+    tri = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    mask = torch.cat((torch.ones(T, S - T, dtype=torch.bool, device=q.device), tri), dim=1)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    return torch.softmax(att.masked_fill(~mask, float("-inf")), dim=-1) @ v
+
+
+def attention_cache_positions_compared(q, k, v):
+    """Correct: query i is at position S - T + i; key j is visible when j <= that position; SDPA with the mask."""
+    T, S = q.shape[-2], k.shape[-2]
+    q_pos = torch.arange(S - T, S, device=q.device)[:, None]
+    k_pos = torch.arange(S, device=q.device)[None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=k_pos <= q_pos)
+
+
+def attention_cache_in_float64(q, k, v):
+    """Correct: float64 inside, an explicit softmax, cast back."""
+    T, S = q.shape[-2], k.shape[-2]
+    q64, k64, v64 = q.double(), k.double(), v.double()
+    att = (q64 @ k64.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    att = att.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
+    e = torch.exp(att - att.amax(-1, keepdim=True))
+    return ((e / e.sum(-1, keepdim=True)) @ v64).to(q.dtype)
+
+
 @exercise("ch10.attention_with_cache", reference=reference_attention_with_cache,
           wrong=[attention_mask_top_left, attention_no_mask, attention_mask_one_too_far,
-                 attention_mask_excludes_itself],
+                 attention_mask_excludes_itself, attention_cache_without_scale, attention_cache_scales_q_in_place,
+                 attention_cache_softmax_over_queries, attention_cache_mask_by_multiplying, attention_cache_in_float32],
+          correct=[attention_cache_pad_the_triangle, attention_cache_positions_compared, attention_cache_in_float64],
+          dtypes=("bf16", "fp16"),
+          covers="T == S (training), one new token, a chunk after a cache, a prompt with nothing cached, 1 to 3 heads, "
+                 "head_dim 4 to 16, large scores in float64, bfloat16 and float16, gradients of q, k and v, inputs "
+                 "left unchanged",
           hint="the T queries are the LAST T of S positions: query i sits at position S - T + i and may see "
                "keys j <= S - T + i, i.e. torch.ones(T, S).tril(diagonal=S - T). Mask the scores with it "
-               "(-inf where False), softmax over the keys, @ v.")
+               "(-inf where False), softmax over the keys, @ v.",
+          hint_ja="T 個のクエリは S 個の位置の「最後の」T 個です。クエリ i は位置 S - T + i にあり、キー j <= S - T + i を"
+                  "見られます: torch.ones(T, S).tril(diagonal=S - T)。False の所のスコアを -inf にし、キーの次元で "
+                  "softmax して @ v。")
 def _attention_cases():
     g = torch.Generator().manual_seed(10)
-    for B, nh, T, S, hd, what in [(2, 2, 5, 5, 8, "no cache (training): T == S"),
-                                  (2, 3, 1, 7, 8, "one new token after 6 cached ones"),
-                                  (1, 2, 3, 8, 16, "a chunk of 3 after 5 cached ones"),
-                                  (2, 1, 4, 4, 4, "a prompt of 4, nothing cached yet")]:
+    for B, nh, T, S, hd, what, what_ja in [
+            (2, 2, 5, 5, 8, "no cache (training): T == S", "キャッシュなし (学習時): T == S"),
+            (2, 3, 1, 7, 8, "one new token after 6 cached ones", "キャッシュ済みの 6 個の後の新しいトークン 1 個"),
+            (1, 2, 3, 8, 16, "a chunk of 3 after 5 cached ones", "キャッシュ済みの 5 個の後の 3 個のチャンク"),
+            (2, 1, 4, 4, 4, "a prompt of 4, nothing cached yet", "長さ 4 のプロンプト、キャッシュはまだ空")]:
         q = torch.randn(B, nh, T, hd, generator=g)
         k, v = torch.randn(B, nh, S, hd, generator=g), torch.randn(B, nh, S, hd, generator=g)
-        yield Case(args=(q, k, v), name=f"{what}: q {tuple(q.shape)}, k and v {tuple(k.shape)}")
+        yield Case(args=(q, k, v), name=f"{what}: q {tuple(q.shape)}, k and v {tuple(k.shape)}",
+                   name_ja=f"{what_ja}: q {tuple(q.shape)}、k と v {tuple(k.shape)}")
     q, k, v = (torch.randn(1, 2, n, 8, generator=g, dtype=torch.float64) * 3 for n in (2, 6, 6))
-    yield Case(args=(q, k, v), name="float64, a chunk of 2 after 4 cached ones, large scores")
+    yield Case(args=(q, k, v), name="float64, a chunk of 2 after 4 cached ones, large scores",
+                               name_ja="float64、キャッシュ済みの 4 個の後の 2 個のチャンク、大きなスコア")
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -92,22 +177,9 @@ class KVCache(kv_cache.KVCache):
         return super().update(layer, k, v)
 
 
-def _drive_cache(cls, case: Case):
-    """Build the cache, then for each chunk call update() for every layer and advance pos (as the
-    model does after its last layer). Returns every (k, v) that update() returned, cloned."""
-    cache = cls(*case.init)
-    chunks = case.args[0]  # list of (k, v) per chunk; k: (n_layer, B, n_kv, T, hd)
-    out = []
-    for k, v in chunks:
-        for layer in range(k.shape[0]):
-            kk, vv = cache.update(layer, k[layer], v[layer])
-            out.append((kk.clone(), vv.clone()))
-        cache.pos += k.shape[3]
-    return out
-
-
 class CacheReturnsOnlyNew(KVCache):
-    """Stores k, v but returns only the new ones: the new token sees no earlier token."""
+    """Stores k, v but returns only the new ones: the new token sees no earlier token.
+    ja: k, v を保存していますが、新しいものだけを返しています。新しいトークンがそれ以前のトークンを見られません。"""
 
     def update(self, layer, k, v):
         super().update(layer, k, v)
@@ -115,7 +187,8 @@ class CacheReturnsOnlyNew(KVCache):
 
 
 class CacheAdvancesPosInUpdate(KVCache):
-    """Advances pos inside update(): the second layer writes after the first layer's tokens."""
+    """Advances pos inside update(): the second layer writes after the first layer's tokens.
+    ja: update() の中で pos を進めています。2 番目の層が 1 番目の層のトークンの後ろに書き込みます。"""
 
     def update(self, layer, k, v):
         out = super().update(layer, k, v)
@@ -124,14 +197,16 @@ class CacheAdvancesPosInUpdate(KVCache):
 
 
 class CacheIgnoresLayer(KVCache):
-    """Every layer writes into layer 0's slot: the layers overwrite each other's keys and values."""
+    """Every layer writes into layer 0's slot: the layers overwrite each other's keys and values.
+    ja: どの層も層 0 の場所に書き込んでいます。層どうしでキーとバリューを上書きし合います。"""
 
     def update(self, layer, k, v):
         return super().update(0, k, v)
 
 
 class CacheReturnsWholeBuffer(KVCache):
-    """Returns all max_len slots, the zeros of the empty ones included."""
+    """Returns all max_len slots, the zeros of the empty ones included.
+    ja: 空きスロットのゼロも含めて、max_len 個すべてを返しています。"""
 
     def update(self, layer, k, v):
         super().update(layer, k, v)
@@ -139,28 +214,165 @@ class CacheReturnsWholeBuffer(KVCache):
 
 
 class CacheValuesFromKeys(KVCache):
-    """Stores k in both buffers (a copy-paste slip)."""
+    """Stores k in both buffers (a copy-paste slip).
+    ja: 両方のバッファに k を保存しています (コピー&ペーストの誤り)。"""
 
     def update(self, layer, k, v):
         return super().update(layer, k, k)
 
 
-@exercise("ch10.KVCache", reference=KVCache, kind="class", run=_drive_cache, uses_device=False,
+class CacheAppendsToAList(KVCache):
+    """Appends k and v to per-layer lists and concatenates them: it ignores pos, so setting pos back (a reset,
+    or a rollback) does not rewind the cache.
+    ja: 層ごとのリストに k と v を追加して連結しています。pos を無視するので、pos を戻しても (リセットやロールバック) キャッシュは巻き戻りません。"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.k_list = [[] for _ in range(self.k.shape[0])]
+        self.v_list = [[] for _ in range(self.k.shape[0])]
+
+    def update(self, layer, k, v):
+        self.k_list[layer].append(k)
+        self.v_list[layer].append(v)
+        return torch.cat(self.k_list[layer], dim=2), torch.cat(self.v_list[layer], dim=2)
+
+
+class CacheWritesFromZero(KVCache):
+    """Writes the new k, v at positions [0, T) instead of [pos, pos + T): every chunk overwrites the first one.
+    ja: 新しい k, v を [pos, pos + T) ではなく位置 [0, T) に書き込んでいます。どのチャンクも最初のチャンクを上書きします。"""
+
+    def update(self, layer, k, v):
+        T = k.shape[2]
+        self.k[layer, :, :, :T] = k
+        self.v[layer, :, :, :T] = v
+        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+
+
+class CacheFullOneTooEarly(KVCache):
+    """Refuses when pos + T >= max_len: the last free slot can never be used.
+    ja: pos + T >= max_len で拒否しています。最後の空きスロットが使えません。"""
+
+    def update(self, layer, k, v):
+        if self.pos + k.shape[2] >= self.max_len:
+            raise ValueError(f"KV cache is full (max_len={self.max_len})")
+        return super().update(layer, k, v)
+
+
+class CacheNeverStoresNew(KVCache):
+    """Returns the cached keys and values with the new ones concatenated, but never writes the new ones into the
+    buffers: the next step has lost them.
+    ja: キャッシュ済みのキーとバリューに新しいものを連結して返していますが、バッファには書き込んでいません。次のステップではそれが失われています。"""
+
+    def update(self, layer, k, v):
+        end = self.pos
+        return (torch.cat((self.k[layer, :, :, :end], k), dim=2), torch.cat((self.v[layer, :, :, :end], v), dim=2))
+
+
+class CacheAdvancesPosAfterLastLayer(KVCache):
+    """Advances pos inside update() when the last layer is written: right only if the layers always come in order,
+    and the model advances pos a second time.
+    ja: 最後の層を書いたときに update() の中で pos を進めています。層がいつも順番どおりに来るときしか正しくなく、モデルが pos をもう一度進めます。"""
+
+    def update(self, layer, k, v):
+        out = super().update(layer, k, v)
+        if layer == self.k.shape[0] - 1:
+            self.pos += k.shape[2]
+        return out
+
+
+class CacheOfPerLayerBuffers(KVCache):
+    """Correct: one (B, n_kv, max_len, hd) buffer per layer in a list, slices written with copy_."""
+
+    def __init__(self, n_layer, batch_size, n_kv_head, max_len, head_dim, device=None):
+        self.max_len, self.pos = max_len, 0
+        self.ks = [torch.zeros(batch_size, n_kv_head, max_len, head_dim, device=device) for _ in range(n_layer)]
+        self.vs = [torch.zeros(batch_size, n_kv_head, max_len, head_dim, device=device) for _ in range(n_layer)]
+
+    def update(self, layer, k, v):
+        start, end = self.pos, self.pos + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache is full: {end} positions needed, max_len={self.max_len}")
+        self.ks[layer][:, :, start:end].copy_(k)
+        self.vs[layer][:, :, start:end].copy_(v)
+        return self.ks[layer][:, :, :end], self.vs[layer][:, :, :end]
+
+
+class CacheGrownByConcatenation(KVCache):
+    """Correct: tensors grown with torch.cat, cut back to pos first (so setting pos rewinds them)."""
+
+    def __init__(self, n_layer, batch_size, n_kv_head, max_len, head_dim, device=None):
+        self.max_len, self.pos = max_len, 0
+        empty = torch.zeros(batch_size, n_kv_head, 0, head_dim, device=device)
+        self.ks, self.vs = [empty] * n_layer, [empty] * n_layer
+
+    def update(self, layer, k, v):
+        if self.pos + k.shape[2] > self.max_len:
+            raise ValueError(f"KV cache is full: max_len={self.max_len}")
+        self.ks[layer] = torch.cat((self.ks[layer][:, :, :self.pos], k), dim=2)
+        self.vs[layer] = torch.cat((self.vs[layer][:, :, :self.pos], v), dim=2)
+        return self.ks[layer], self.vs[layer]
+
+
+def _cache_steps(chunks, n_layer, layer_order=None, start=0):
+    """update() for every layer of every chunk, then `pos` read back (update must leave it) and advanced."""
+    steps, pos = [], start
+    for c, (k, v) in enumerate(chunks):
+        T = k.shape[3]
+        where = f"positions {pos}..{pos + T - 1}"
+        for layer in (layer_order or range(n_layer)):
+            steps.append(Step.call("update", layer, k[layer], v[layer], output_names=("k", "v"),
+                                   name=f"chunk {c + 1} ({where}), layer {layer}"))
+        steps.append(Step.get("pos", name=f"pos after the layers of chunk {c + 1}: update() must not change it"))
+        pos += T
+        steps.append(Step.set("pos", pos, name=f"the model advances pos to {pos}"))
+    return steps, pos
+
+
+@exercise("ch10.KVCache", reference=KVCache, kind="class", uses_device=False, grad=False,
+          also_reference=(kv_cache.KVCache,),
           wrong=[CacheReturnsOnlyNew, CacheAdvancesPosInUpdate, CacheIgnoresLayer, CacheReturnsWholeBuffer,
-                 CacheValuesFromKeys],
+                 CacheValuesFromKeys, CacheAppendsToAList, CacheWritesFromZero, CacheFullOneTooEarly,
+                 CacheNeverStoresNew, CacheAdvancesPosAfterLastLayer],
+          correct=[CacheOfPerLayerBuffers, CacheGrownByConcatenation],
+          covers="a prefill then single tokens, token by token up to max_len exactly, chunks of several tokens, "
+                 "layers updated out of order, pos read back after each chunk, pos set back to 0 (a reset) and "
+                 "to an earlier position (a rollback), k and v compared separately, inputs left unchanged",
           hint="in update(layer, k, v): T = k.shape[2]; write k and v into self.k[layer] and self.v[layer] at "
                "positions [self.pos, self.pos + T) (dimension 3 of the buffers); return everything up to "
-               "self.pos + T. Do not change self.pos: the model advances it once all layers have run.")
+               "self.pos + T. Do not change self.pos: the model advances it once all layers have run.",
+          hint_ja="update(layer, k, v) では T = k.shape[2] とし、k と v を self.k[layer] と self.v[layer] の位置 "
+                  "[self.pos, self.pos + T) (バッファの次元 3) に書き込み、self.pos + T までのすべてを返します。"
+                  "self.pos は変えません (全層が終わってからモデルが進めます)。pos が 0 や前の位置に戻されたら、"
+                  "そこから上書きします。")
 def _cache_cases():
     g = torch.Generator().manual_seed(11)
-    for n_layer, B, n_kv, hd, lengths, max_len in [(2, 1, 2, 4, (3, 1, 1), 8),  # prefill 3, then 2 tokens
-                                                   (3, 2, 1, 8, (1, 1, 1, 1), 4),  # token by token to the end
-                                                   (2, 2, 4, 2, (4, 2, 3), 12)]:  # chunks
-        chunks = [(torch.randn(n_layer, B, n_kv, T, hd, generator=g), torch.randn(n_layer, B, n_kv, T, hd, generator=g))
-                  for T in lengths]
-        yield Case(init=(n_layer, B, n_kv, max_len, hd), args=(chunks,),
-                   name=f"KVCache(n_layer={n_layer}, batch_size={B}, n_kv_head={n_kv}, max_len={max_len}, "
-                        f"head_dim={hd}), then chunks of {', '.join(map(str, lengths))} tokens")
+
+    def chunks(n_layer, B, n_kv, hd, lengths):
+        return [(torch.randn(n_layer, B, n_kv, T, hd, generator=g), torch.randn(n_layer, B, n_kv, T, hd, generator=g))
+                for T in lengths]
+
+    def name(n_layer, B, n_kv, max_len, hd, what):
+        return f"KVCache(n_layer={n_layer}, batch_size={B}, n_kv_head={n_kv}, max_len={max_len}, head_dim={hd}), {what}"
+
+    steps, _ = _cache_steps(chunks(2, 1, 2, 4, (3, 1, 1)), 2, layer_order=(1, 0))
+    yield Case(init=(2, 1, 2, 8, 4), steps=steps,
+               name=name(2, 1, 2, 8, 4, "a prefill of 3, then 2 tokens; layer 1 updated before layer 0"),
+               name_ja=name(2, 1, 2, 8, 4, "3 個のプレフィルのあと 2 トークン、層 1 を層 0 より先に更新"))
+    steps, _ = _cache_steps(chunks(3, 2, 1, 8, (1, 1, 1, 1)), 3)
+    yield Case(init=(3, 2, 1, 4, 8), steps=steps, name=name(3, 2, 1, 4, 8, "token by token until max_len is full"),
+               name_ja=name(3, 2, 1, 4, 8, "max_len が埋まるまで 1 トークンずつ"))
+    steps, pos = _cache_steps(chunks(2, 2, 4, 2, (4, 2, 3)), 2)
+    steps.append(Step.set("pos", 0, name="a reset: pos = 0"))
+    more, _ = _cache_steps(chunks(2, 2, 4, 2, (2, 1)), 2)
+    yield Case(init=(2, 2, 4, 12, 2), steps=steps + more,
+               name=name(2, 2, 4, 12, 2, "chunks of 4, 2 and 3 tokens, then pos = 0 (a reset) and 2 more chunks"),
+               name_ja=name(2, 2, 4, 12, 2, "4、2、3 トークンのチャンクのあと pos = 0 (リセット) にしてさらに 2 チャンク"))
+    steps, _ = _cache_steps(chunks(1, 1, 1, 4, (5,)), 1)
+    steps.append(Step.set("pos", 2, name="a rollback: pos = 2 (3 drafted tokens rejected)"))
+    more, _ = _cache_steps(chunks(1, 1, 1, 4, (1, 2)), 1, start=2)
+    yield Case(init=(1, 1, 1, 8, 4), steps=steps + more,
+               name=name(1, 1, 1, 8, 4, "5 tokens, then pos set back to 2 and 3 more tokens"),
+               name_ja=name(1, 1, 1, 8, 4, "5 トークンのあと pos を 2 に戻してさらに 3 トークン"))
 
 
 # ----------------------------------------------------------------------------- cached greedy generation
@@ -184,29 +396,42 @@ def _drive_generation(fn, case: Case):
     cfg, prompt, n_new = case.args
     torch.manual_seed(0)
     model = CountingGPT(cfg).eval()
-    with torch.no_grad():
-        tokens = fn(model, list(prompt), n_new)
-    tokens = [int(t) for t in (tokens.tolist() if torch.is_tensor(tokens) else tokens)]
+    tokens = fn(model, list(prompt), n_new)  # no torch.no_grad() here: a grad mode left off must show
+    if torch.is_tensor(tokens):
+        tokens = tokens.tolist()
+    if isinstance(tokens, (list, tuple)) and all(isinstance(t, int) or (torch.is_tensor(t) and t.numel() == 1)
+                                                 for t in tokens):
+        tokens = [int(t) for t in tokens]
     return {"tokens": tokens, "model_tokens": model.tokens_run, "budget": len(prompt) + n_new}
 
 
 def _compare_generation(expected, got) -> str | None:
     e, g = expected["tokens"], got["tokens"]
+    if not isinstance(g, list):
+        return tr("expected a list of {n} token ids (ints), got {g}", "{n} 個のトークン ID (int) のリストが必要ですが、{g} でした",
+                  n=len(e), g=repr(g)[:80])
     if g != e:
         if len(g) != len(e):
-            return f"expected {len(e)} new tokens, got {len(g)}: {g[:12]}{' ...' if len(g) > 12 else ''}"
+            return tr("expected {n} new tokens, got {m}: {g}", "新しいトークンが {n} 個必要ですが、{m} 個でした: {g}",
+                      n=len(e), m=len(g), g=f"{g[:12]}{' ...' if len(g) > 12 else ''}")
         i = next(i for i, (a, b) in enumerate(zip(e, g)) if a != b)
-        return (f"the new tokens differ from step {i}: expected {e[i:i + 8]}, got {g[i:i + 8]} "
-                f"(expected in all: {e})")
+        return tr("the new tokens differ from step {i}: expected {e}, got {g} (expected in all: {a})",
+                  "新しいトークンがステップ {i} から違います: 期待 {e}、実際 {g} (期待される全体: {a})",
+                  i=i, e=e[i:i + 8], g=g[i:i + 8], a=e)
     if got["model_tokens"] > got["budget"]:
-        return (f"the tokens are right, but the model was run on {got['model_tokens']} token positions in all; "
-                f"with a KV cache it needs at most {got['budget']} (the prompt once, then one token per step). "
-                "Is the cache used, and do you pass only the new token after the prompt?")
+        return tr("the tokens are right, but the model was run on {n} token positions in all; with a KV cache it "
+                  "needs at most {b} (the prompt once, then one token per step). Is the cache used, and do you pass "
+                  "only the new token after the prompt?",
+                  "トークンは正しいのですが、モデルが合計 {n} 個のトークン位置で実行されました。KV キャッシュがあれば"
+                  "最大 {b} 個で済みます (プロンプトを 1 回、そのあとは 1 ステップに 1 トークン)。キャッシュを使って"
+                  "いますか。プロンプトの後は新しいトークンだけを渡していますか。",
+                  n=got["model_tokens"], b=got["budget"])
     return None
 
 
 def generate_without_cache(model, prompt, n_new):
-    """Correct tokens, but the whole context is run through the model at every step."""
+    """Correct tokens, but the whole context is run through the model at every step.
+    ja: トークンは正しいのですが、毎ステップ文脈全体をモデルに通しています。"""
     ids = list(prompt)
     for _ in range(n_new):
         logits, _ = model(torch.tensor([ids]))
@@ -215,7 +440,8 @@ def generate_without_cache(model, prompt, n_new):
 
 
 def generate_without_prefill(model, prompt, n_new):
-    """Starts the cache from the last prompt token only: the model never sees the rest of the prompt."""
+    """Starts the cache from the last prompt token only: the model never sees the rest of the prompt.
+    ja: プロンプトの最後のトークンだけからキャッシュを始めています。モデルはプロンプトの残りを見ません。"""
     cache = model.new_cache(1, max_len=len(prompt) + n_new)
     logits, _ = model(torch.tensor([prompt[-1:]]), cache=cache)
     out = []
@@ -228,7 +454,8 @@ def generate_without_prefill(model, prompt, n_new):
 
 def generate_feeds_everything_to_the_cache(model, prompt, n_new):
     """Uses a cache but still passes the whole sequence every step: old tokens are appended again
-    at new positions."""
+    at new positions.
+    ja: キャッシュを使いながら、毎ステップ系列全体を渡しています。古いトークンが新しい位置に再び追加されます。"""
     cache = model.new_cache(1, max_len=model.config.block_size)
     ids, out = list(prompt), []
     for _ in range(n_new):
@@ -242,7 +469,8 @@ def generate_feeds_everything_to_the_cache(model, prompt, n_new):
 
 
 def generate_reads_first_position(model, prompt, n_new):
-    """Takes the prediction at position 0 (logits[0, 0]) instead of the last position."""
+    """Takes the prediction at position 0 (logits[0, 0]) instead of the last position.
+    ja: 最後の位置ではなく位置 0 の予測 (logits[0, 0]) を使っています。"""
     cache = model.new_cache(1, max_len=len(prompt) + n_new)
     logits, _ = model(torch.tensor([prompt]), cache=cache)
     out = []
@@ -253,51 +481,245 @@ def generate_reads_first_position(model, prompt, n_new):
     return out
 
 
-@exercise("ch10.generate_greedy", reference=reference_generate_greedy, run=_drive_generation,
+def generate_returns_the_prompt_too(model, prompt, n_new):
+    """Returns prompt + new tokens instead of the n_new new tokens only.
+    ja: 新しい n_new 個のトークンだけでなく、プロンプト + 新しいトークンを返しています。"""
+    cache = model.new_cache(1, max_len=len(prompt) + n_new)
+    logits, _ = model(torch.tensor([prompt]), cache=cache)
+    ids = list(prompt)
+    for _ in range(n_new):
+        ids.append(int(logits[0, -1].argmax()))
+        logits, _ = model(torch.tensor([ids[-1:]]), cache=cache)
+    return ids
+
+
+def generate_by_sampling(model, prompt, n_new):
+    """Samples from softmax(logits) (torch.multinomial) instead of taking the most likely token.
+    ja: 最も確率の高いトークンをとらず、softmax(logits) からサンプリング (torch.multinomial) しています。"""
+    cache = model.new_cache(1, max_len=len(prompt) + n_new)
+    logits, _ = model(torch.tensor([prompt]), cache=cache)
+    out = []
+    for _ in range(n_new):
+        nxt = int(torch.multinomial(torch.softmax(logits[0, -1], dim=-1), 1))
+        out.append(nxt)
+        logits, _ = model(torch.tensor([[nxt]]), cache=cache)
+    return out
+
+
+def generate_cache_too_small(model, prompt, n_new):
+    """new_cache(1, max_len=len(prompt)): no room for the new tokens, the cache overflows at the first step.
+    ja: new_cache(1, max_len=len(prompt)): 新しいトークンの場所がなく、最初のステップでキャッシュがあふれます。"""
+    cache = model.new_cache(1, max_len=len(prompt))
+    logits, _ = model(torch.tensor([prompt]), cache=cache)
+    out = []
+    for _ in range(n_new):
+        nxt = int(logits[0, -1].argmax())
+        out.append(nxt)
+        logits, _ = model(torch.tensor([[nxt]]), cache=cache)
+    return out
+
+
+def generate_new_cache_every_step(model, prompt, n_new):
+    """Makes a new, empty cache at every step and feeds it the new token only: the model forgets the context.
+    ja: 毎ステップ空のキャッシュを新しく作り、新しいトークンだけを渡しています。モデルが文脈を忘れます。"""
+    logits, _ = model(torch.tensor([prompt]), cache=model.new_cache(1, max_len=len(prompt) + n_new))
+    out = []
+    for _ in range(n_new):
+        nxt = int(logits[0, -1].argmax())
+        out.append(nxt)
+        logits, _ = model(torch.tensor([[nxt]]), cache=model.new_cache(1, max_len=len(prompt) + n_new))
+    return out
+
+
+def generate_argmax_over_positions(model, prompt, n_new):
+    """logits.argmax(dim=1)[0, -1]: the argmax over the positions, not over the vocabulary.
+    ja: logits.argmax(dim=1)[0, -1]: 語彙ではなく位置についての argmax です。"""
+    cache = model.new_cache(1, max_len=len(prompt) + n_new)
+    logits, _ = model(torch.tensor([prompt]), cache=cache)
+    out = []
+    for _ in range(n_new):
+        nxt = int(logits.argmax(dim=1)[0, -1])
+        out.append(nxt)
+        logits, _ = model(torch.tensor([[nxt]]), cache=cache)
+    return out
+
+
+def generate_feeds_last_prompt_token_again(model, prompt, n_new):
+    """Prefills the prompt without using its logits, then feeds the last prompt token again: that token is now
+    in the cache twice, at two positions.
+    ja: プロンプトをプレフィルしてもそのロジットを使わず、プロンプトの最後のトークンをもう一度渡しています。そのトークンがキャッシュに 2 回、2 つの位置に入ります。"""
+    cache = model.new_cache(1, max_len=len(prompt) + n_new + 1)
+    model(torch.tensor([prompt]), cache=cache)
+    nxt, out = prompt[-1], []
+    for _ in range(n_new):
+        logits, _ = model(torch.tensor([[nxt]]), cache=cache)
+        nxt = int(logits[0, -1].argmax())
+        out.append(nxt)
+    return out
+
+
+def generate_switches_grad_off(model, prompt, n_new):
+    """torch.set_grad_enabled(False) at the top instead of @torch.no_grad(): the tokens are right, but gradients
+    stay off for the rest of the notebook (training then fails).
+    ja: @torch.no_grad() の代わりに冒頭で torch.set_grad_enabled(False) としています。トークンは正しいのですが、ノートブックの残りでも勾配がオフのままです (学習が失敗します)。"""
+    torch.set_grad_enabled(False)
+    cache = model.new_cache(1, max_len=len(prompt) + n_new)
+    logits, _ = model(torch.tensor([prompt]), cache=cache)
+    out = []
+    for _ in range(n_new):
+        out.append(int(logits[0, -1].argmax()))
+        logits, _ = model(torch.tensor([out[-1:]]), cache=cache)
+    return out
+
+
+@torch.no_grad()
+def generate_with_batched_argmax(model, prompt, n_new):
+    """Correct: argmax over the vocabulary for the whole batch row, the new token kept as a (1, 1) tensor."""
+    device = model.tok_emb.weight.device
+    cache = model.new_cache(batch_size=1, max_len=len(prompt) + n_new)
+    logits, _ = model(torch.tensor([prompt], device=device), cache=cache)
+    out = []
+    for _ in range(n_new):
+        nxt = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (1, 1)
+        out.append(int(nxt))
+        logits, _ = model(nxt, cache=cache)
+    return out
+
+
+def generate_as_tensor(model, prompt, n_new):
+    """Correct: collects the tokens in a tensor (the checker accepts a tensor or a list of ints)."""
+    cache = model.new_cache(1, max_len=len(prompt) + n_new)
+    ids = torch.tensor([prompt])
+    new = []
+    for step in range(n_new):
+        logits, _ = model(ids, cache=cache)
+        ids = logits[:, -1:].argmax(-1)
+        new.append(ids[0])
+    return torch.cat(new)
+
+
+@exercise("ch10.generate_greedy", reference=reference_generate_greedy, also_reference=(generate,),
+          run=_drive_generation,
           compare=_compare_generation, uses_device=False,
           wrong=[generate_without_cache, generate_without_prefill, generate_feeds_everything_to_the_cache,
-                 generate_reads_first_position],
+                 generate_reads_first_position, generate_returns_the_prompt_too, generate_by_sampling,
+                 generate_cache_too_small, generate_new_cache_every_step, generate_argmax_over_positions,
+                 generate_feeds_last_prompt_token_again, generate_switches_grad_off],
+          correct=[generate_with_batched_argmax, generate_as_tensor],
+          covers="GPT-2 style and RoPE models, multi-query attention, a 1-token prompt, up to 20 new tokens, the "
+                 "number of token positions the model is run on (the cache must save work)",
           hint="cache = model.new_cache(1, max_len=len(prompt) + n_new); run the whole prompt once with "
                "cache=cache (prefill); then repeat: next = logits[0, -1].argmax(), and run the model on "
-               "[[next]] only, with the same cache.")
+               "[[next]] only, with the same cache.",
+          hint_ja="cache = model.new_cache(1, max_len=len(prompt) + n_new) を作り、プロンプト全体を cache=cache で "
+                  "1 回だけ流します (プレフィル)。そのあとは next = logits[0, -1].argmax() を繰り返し、同じキャッシュで "
+                  "[[next]] だけをモデルに渡します。返すのは新しい n_new 個のトークンだけです。")
 def _generation_cases():
     base = dict(vocab_size=64, block_size=48, n_layer=2, n_head=4, n_embd=32, init_std=0.3, tie_weights=False)
     modern = dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False)
     g = torch.Generator().manual_seed(12)
-    for cfg, p, n, what in [(GPTConfig(**base), 5, 12, "GPT-2 style (learned positions)"),
-                            (GPTConfig(**base, **modern), 7, 20, "modern (RoPE)"),
-                            (GPTConfig(**base, **modern, n_kv_head=1), 1, 16, "modern, multi-query, 1-token prompt")]:
+    for cfg, p, n, what, what_ja in [
+            (GPTConfig(**base), 5, 12, "GPT-2 style (learned positions)", "GPT-2 型 (学習される位置埋め込み)"),
+            (GPTConfig(**base, **modern), 7, 20, "modern (RoPE)", "モダン (RoPE)"),
+            (GPTConfig(**base, **modern, n_kv_head=1), 1, 16, "modern, multi-query, 1-token prompt",
+             "モダン、multi-query、1 トークンのプロンプト")]:
         prompt = torch.randint(0, 64, (p,), generator=g).tolist()
-        yield Case(args=(cfg, prompt, n), name=f"{what}, prompt {prompt}, {n} new tokens")
+        yield Case(args=(cfg, prompt, n), name=f"{what}, prompt {prompt}, {n} new tokens",
+                   name_ja=f"{what_ja}、プロンプト {prompt}、新しいトークン {n} 個")
 
 
 # ----------------------------------------------------------------------------- repeat_kv
 def repeat_kv_tiled(x, n_rep):
-    """x.repeat(1, n_rep, 1, 1): heads come out kv0, kv1, kv0, kv1 instead of kv0, kv0, kv1, kv1."""
+    """x.repeat(1, n_rep, 1, 1): heads come out kv0, kv1, kv0, kv1 instead of kv0, kv0, kv1, kv1.
+    ja: x.repeat(1, n_rep, 1, 1): ヘッドが kv0, kv0, kv1, kv1 ではなく kv0, kv1, kv0, kv1 の順になります。"""
     return x.repeat(1, n_rep, 1, 1)
 
 
 def repeat_kv_over_positions(x, n_rep):
-    """Repeats along the positions (dim 2) instead of the heads."""
+    """Repeats along the positions (dim 2) instead of the heads.
+    ja: ヘッドではなく位置 (次元 2) の方向に繰り返しています。"""
     B, n_kv, S, hd = x.shape
     return x.repeat_interleave(n_rep, dim=2).reshape(B, n_kv * n_rep, S, hd)
 
 
 def repeat_kv_along_head_dim(x, n_rep):
-    """Repeats each vector along head_dim, then views it as more heads: mixes positions into heads."""
+    """Repeats each vector along head_dim, then views it as more heads: mixes positions into heads.
+    ja: 各ベクトルを head_dim の方向に繰り返してから、より多くのヘッドとして view しています。位置がヘッドに混ざります。"""
     B, n_kv, S, hd = x.shape
     return x.repeat(1, 1, 1, n_rep).view(B, n_kv * n_rep, S, hd)
 
 
+def repeat_kv_detached(x, n_rep):
+    """x.detach() first ("the cache needs no gradient"): in training, k_proj and v_proj then get no gradient.
+    ja: 「キャッシュに勾配は要らない」として先に x.detach() しています。学習時に k_proj と v_proj に勾配が届きません。"""
+    return x.detach().repeat_interleave(n_rep, dim=1)
+
+
+def repeat_kv_n_rep_as_heads(x, n_rep):
+    """Reads n_rep as the number of query heads and repeats each kv head n_rep // n_kv times.
+    ja: n_rep をクエリヘッドの数と読み、各 kv ヘッドを n_rep // n_kv 回だけ繰り返しています。"""
+    return x.repeat_interleave(max(n_rep // x.shape[1], 1), dim=1)
+
+
+def repeat_kv_without_reshape(x, n_rep):
+    """Returns the expanded (B, n_kv, n_rep, S, hd) tensor without merging the two head dimensions.
+    ja: 展開した (B, n_kv, n_rep, S, hd) のテンソルを、2 つのヘッドの次元をまとめずに返しています。"""
+    B, n_kv, S, hd = x.shape
+    return x[:, :, None].expand(B, n_kv, n_rep, S, hd)
+
+
+def repeat_kv_over_batch(x, n_rep):
+    """repeat_interleave on dim 0: n_rep copies of the batch instead of the heads.
+    ja: 次元 0 で repeat_interleave しています: ヘッドではなくバッチを n_rep 回複製しています。"""
+    return x.repeat_interleave(n_rep, dim=0)
+
+
+def repeat_kv_into_float32_buffer(x, n_rep):
+    """Fills a torch.zeros(...) buffer head by head: a bfloat16 cache comes back float32.
+    ja: torch.zeros(...) のバッファにヘッドごとに詰めています。bfloat16 のキャッシュが float32 で返ってきます。"""
+    B, n_kv, S, hd = x.shape
+    out = torch.zeros(B, n_kv * n_rep, S, hd, device=x.device)
+    for h in range(n_kv * n_rep):
+        out[:, h] = x[:, h // n_rep]
+    return out
+
+
+def repeat_kv_by_index(x, n_rep):
+    """Correct: query head h reads kv head h // n_rep, with index_select."""
+    index = torch.arange(x.shape[1] * n_rep, device=x.device) // n_rep
+    return x.index_select(1, index)
+
+
+def repeat_kv_by_concatenation(x, n_rep):
+    """Correct: each kv head concatenated n_rep times, in order."""
+    return torch.cat([x[:, h:h + 1] for h in range(x.shape[1]) for _ in range(n_rep)], dim=1)
+
+
+def repeat_kv_by_repeat_interleave(x, n_rep):
+    """Correct: repeat_interleave on the head dimension."""
+    return x.repeat_interleave(n_rep, dim=1)
+
+
 @exercise("ch10.repeat_kv", reference=repeat_kv,
-          wrong=[repeat_kv_tiled, repeat_kv_over_positions, repeat_kv_along_head_dim],
+          wrong=[repeat_kv_tiled, repeat_kv_over_positions, repeat_kv_along_head_dim, repeat_kv_detached,
+                 repeat_kv_n_rep_as_heads, repeat_kv_without_reshape, repeat_kv_over_batch,
+                 repeat_kv_into_float32_buffer],
+          correct=[repeat_kv_by_index, repeat_kv_by_concatenation, repeat_kv_by_repeat_interleave],
+          dtypes=("bf16", "fp16"),
+          covers="grouped-query and multi-query heads, n_rep = 1, 3 kv heads, a batch of 2, bfloat16 and float16, "
+                 "gradients of x",
           hint="query head h uses kv head h // n_rep, so each kv head is repeated n_rep times in a row: "
                "x.repeat_interleave(n_rep, dim=1), or x[:, :, None].expand(B, n_kv, n_rep, S, hd)"
-               ".reshape(B, n_kv * n_rep, S, hd).")
+               ".reshape(B, n_kv * n_rep, S, hd).",
+          hint_ja="クエリヘッド h は kv ヘッド h // n_rep を使うので、各 kv ヘッドを n_rep 回続けて並べます: "
+                  "x.repeat_interleave(n_rep, dim=1)、または x[:, :, None].expand(B, n_kv, n_rep, S, hd)"
+                  ".reshape(B, n_kv * n_rep, S, hd)。")
 def _repeat_kv_cases():
     g = torch.Generator().manual_seed(13)
-    for shape, n_rep, what in [((2, 2, 5, 4), 3, "GQA, 2 kv heads for 6 query heads"),
-                               ((1, 1, 6, 8), 4, "MQA, 1 kv head for 4 query heads"),
-                               ((2, 4, 3, 8), 1, "n_rep = 1 (plain multi-head)"),
-                               ((1, 3, 4, 2), 2, "GQA, 3 kv heads for 6 query heads")]:
-        yield Case(args=(torch.randn(*shape, generator=g), n_rep), name=f"{what}: x {shape}, n_rep={n_rep}")
+    for shape, n_rep, what, what_ja in [
+            ((2, 2, 5, 4), 3, "GQA, 2 kv heads for 6 query heads", "GQA、クエリヘッド 6 個に kv ヘッド 2 個"),
+            ((1, 1, 6, 8), 4, "MQA, 1 kv head for 4 query heads", "MQA、クエリヘッド 4 個に kv ヘッド 1 個"),
+            ((2, 4, 3, 8), 1, "n_rep = 1 (plain multi-head)", "n_rep = 1 (普通のマルチヘッド)"),
+            ((1, 3, 4, 2), 2, "GQA, 3 kv heads for 6 query heads", "GQA、クエリヘッド 6 個に kv ヘッド 3 個")]:
+        yield Case(args=(torch.randn(*shape, generator=g), n_rep), name=f"{what}: x {shape}, n_rep={n_rep}",
+                   name_ja=f"{what_ja}: x {shape}、n_rep={n_rep}")
