@@ -662,6 +662,12 @@ def _compare_tensors(expected, got, rtol, atol, where) -> str | None:
     import torch
 
     e, g = expected.detach().cpu(), got.detach().cpu()
+    if e.is_complex() != g.is_complex():  # casting complex to real would silently drop the imaginary part
+        complex_, real = tr("complex", "複素数"), tr("real", "実数")
+        return tr("{w}: expected a {k1} tensor ({de}), got a {k2} one ({dg})",
+                  "{w}: {k1}のテンソル ({de}) のはずが、{k2}のテンソル ({dg}) が返されました",
+                  w=where, de=e.dtype, dg=g.dtype, k1=complex_ if e.is_complex() else real,
+                  k2=complex_ if g.is_complex() else real)
     if not e.is_floating_point() and not e.is_complex():
         bad = e != g
         if not bad.any():
