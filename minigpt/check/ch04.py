@@ -375,6 +375,18 @@ def apply_rope_by_pairs(x, cos, sin):
     return torch.cat((x1 * c1 - x2 * s1, x2 * c2 + x1 * s2), dim=-1)
 
 
+
+def _scaled_and_low_precision_table_cases(g):
+    """Cases both RoPE layouts need: a scaled table (code that rebuilds its own table fails) and bf16."""
+    cos, sin = reference_rope_cos_sin(6, 16, 500000.0)
+    yield Case(args=(torch.randn(2, 2, 6, 16, generator=g), cos * 1.2, sin * 1.2),
+               name="x of shape (2, 2, 6, 16), a YaRN-scaled table (cos and sin times 1.2), base 500000",
+               name_ja="形状 (2, 2, 6, 16) の x、YaRN でスケールしたテーブル (cos と sin を 1.2 倍)、底 500000")
+    cos, sin = rope.RotaryEmbedding(16)(3, 7)
+    yield Case(args=(torch.randn(1, 2, 7, 16, generator=g).bfloat16(), cos.bfloat16(), sin.bfloat16()),
+               name="bfloat16 x of shape (1, 2, 7, 16) with bfloat16 cos and sin (positions 3..9)",
+               name_ja="形状 (1, 2, 7, 16) の bfloat16 の x と bfloat16 の cos, sin (位置 3..9)", grad=False)
+
 @exercise("ch04.apply_rope", reference=reference_apply_rope, also_reference=(rope.apply_rope,),
           compare=_compare_low_precision,
           wrong=[apply_rope_minus, apply_rope_sin_on_x, apply_rope_without_rotate_half,
@@ -399,14 +411,7 @@ def _apply_rope_cases():
     cos, sin = rope.RotaryEmbedding(8)(100, 5)  # positions 100..104, as with a KV cache
     yield Case(args=(torch.randn(1, 2, 5, 8, generator=g), cos, sin),
                name="x of shape (1, 2, 5, 8) at positions 100..104", name_ja="位置 100..104 にある形状 (1, 2, 5, 8) の x")
-    cos, sin = reference_rope_cos_sin(6, 16, 500000.0)
-    yield Case(args=(torch.randn(2, 2, 6, 16, generator=g), cos * 1.2, sin * 1.2),
-               name="x of shape (2, 2, 6, 16), a YaRN-scaled table (cos and sin times 1.2), base 500000",
-               name_ja="形状 (2, 2, 6, 16) の x、YaRN でスケールしたテーブル (cos と sin を 1.2 倍)、底 500000")
-    cos, sin = rope.RotaryEmbedding(16)(3, 7)
-    yield Case(args=(torch.randn(1, 2, 7, 16, generator=g).bfloat16(), cos.bfloat16(), sin.bfloat16()),
-               name="bfloat16 x of shape (1, 2, 7, 16) with bfloat16 cos and sin (positions 3..9)",
-               name_ja="形状 (1, 2, 7, 16) の bfloat16 の x と bfloat16 の cos, sin (位置 3..9)", grad=False)
+    yield from _scaled_and_low_precision_table_cases(g)
     cos, sin = rope.RotaryEmbedding(8)(0, 4)
     yield Case(args=(torch.randn(2, 1, 4, 8, generator=g).half(), cos.half(), sin.half()),
                name="float16 x of shape (2, 1, 4, 8) with float16 cos and sin",
@@ -694,14 +699,7 @@ def _apply_rope_interleaved_cases():
     yield Case(args=(torch.randn(2, 1, 5, 8, generator=g), cos, sin),
                name="x of shape (2, 1, 5, 8) at positions 100..104 (a KV cache)",
                name_ja="位置 100..104 にある形状 (2, 1, 5, 8) の x (KV キャッシュ)")
-    cos, sin = reference_rope_cos_sin(6, 16, 500000.0)
-    yield Case(args=(torch.randn(2, 2, 6, 16, generator=g), cos * 1.2, sin * 1.2),
-               name="x of shape (2, 2, 6, 16), a YaRN-scaled table (cos and sin times 1.2), base 500000",
-               name_ja="形状 (2, 2, 6, 16) の x、YaRN でスケールしたテーブル (cos と sin を 1.2 倍)、底 500000")
-    cos, sin = rope.RotaryEmbedding(16)(3, 7)
-    yield Case(args=(torch.randn(1, 2, 7, 16, generator=g).bfloat16(), cos.bfloat16(), sin.bfloat16()),
-               name="bfloat16 x of shape (1, 2, 7, 16) with bfloat16 cos and sin (positions 3..9)",
-               name_ja="形状 (1, 2, 7, 16) の bfloat16 の x と bfloat16 の cos, sin (位置 3..9)", grad=False)
+    yield from _scaled_and_low_precision_table_cases(g)
     cos, sin = rope.RotaryEmbedding(8)(5, 4)
     yield Case(args=(torch.randn(2, 1, 4, 8, generator=g).half(), cos.half(), sin.half()),
                name="float16 x of shape (2, 1, 4, 8) with float16 cos and sin (positions 5..8)",
