@@ -25,10 +25,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m minigpt demo
 
-# The capstone recipe (chapter 12): Tatoeba, SentencePiece 8k, a fixed number of steps on the CPU
+# The capstone recipe (chapter 12): Tatoeba, SentencePiece 8k, a fixed number of steps on 2 CPU threads
 # (experiments/capstone.py; offline: MINIGPT_TATOEBA_URL=file:///path/to/jpn_sentences.tsv.bz2).
 capstone: $(STAMP)
-	$(BIN)/python experiments/capstone.py --threads 1
+	$(BIN)/python experiments/capstone.py --threads 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile tests

@@ -13,6 +13,8 @@ One module covers what the course teaches, chosen by GPTConfig switches:
   and GQA (enable_gqa: the kv heads are not repeated in memory). SDPA cannot apply soft-capping,
   and recording attention statistics needs the probabilities: both fall back to "manual".
 - a KV cache, with the three cases spelled out in `causal_mask`.
+- padding (a left-padded batch of prompts of different lengths, chapter 10): an attention mask
+  (B, S) of real tokens, combined with the causal mask by `padded_causal_mask`.
 """
 
 from __future__ import annotations
@@ -74,6 +76,23 @@ def causal_mask(T: int, S: int, device=None) -> torch.Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
+def padded_causal_mask(attention_mask: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, S) key mask (True or 1 = a real token, False or 0 = padding) -> boolean (B, 1, T, S), True
+    where query i (at position S - T + i) may attend to key j: causal (`causal_mask`) AND a real key,
+    OR the query's own position. The 1 broadcasts over the heads.
+
+    The last rule changes nothing for a real query (its own key is real and causal), but a padding
+    query would otherwise have no key at all: softmax over nothing but -inf is 0/0 = NaN, and that NaN
+    would reach the real rows in the next layer (0 * NaN = NaN in p @ v). Attending to itself keeps
+    padding rows finite; their outputs are never used.
+    """
+    B, S = attention_mask.shape
+    device = attention_mask.device
+    own = torch.arange(S, device=device)[None, :] == torch.arange(S - T, S, device=device)[:, None]  # (T, S)
+    real = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
+    return (causal_mask(T, S, device) & real) | own  # (B, 1, T, S)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -105,7 +124,9 @@ class CausalSelfAttention(nn.Module):
         kv = self.n_kv_head * self.head_dim
         return F.linear(x, weight, bias).split([self.n_head * self.head_dim, kv, kv], dim=-1)
 
-    def forward(self, x, cos=None, sin=None, cache=None, layer: int = 0):
+    def forward(self, x, cos=None, sin=None, cache=None, layer: int = 0, attention_mask=None):
+        """x (B, T, C) -> (B, T, C). With a cache, x holds the new tokens only. attention_mask (B, S),
+        S = cached + T: 1/True for real tokens, 0/False for padding (see `padded_causal_mask`)."""
         B, T, C = x.shape
         q, k, v = self.project_qkv(x)
         # (B, T, nh*hd) -> (B, T, nh, hd) -> (B, nh, T, hd)
@@ -121,10 +142,14 @@ class CausalSelfAttention(nn.Module):
         S = k.shape[2]
         n_rep = self.n_head // self.n_kv_head
 
+        mask = padded_causal_mask(attention_mask, T) if attention_mask is not None else None  # (B, 1, T, S)
+
         if self.impl == "sdpa" and self.logits != "softcap" and not self.record_stats:
             p = self.dropout if self.training else 0.0
             gqa = n_rep > 1  # SDPA shares each kv head among n_rep query heads itself
-            if T == S:  # training / no cache: the usual lower triangle
+            if mask is not None:  # padding: causal and real keys, one (B, 1, T, S) mask
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, enable_gqa=gqa)
+            elif T == S:  # training / no cache: the usual lower triangle
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, enable_gqa=gqa)
             elif T == 1:  # one new token: it sees every key, no mask needed
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, enable_gqa=gqa)
@@ -136,7 +161,9 @@ class CausalSelfAttention(nn.Module):
             att = attention_scores(q, k)  # (B, nh, T, S)
             if self.logits == "softcap":
                 att = soft_cap(att, self.softcap)
-            if T > 1:  # one new token sees every key: nothing to mask
+            if mask is not None:  # padding: even one new token must not see the padding keys
+                att = att.masked_fill(~mask, float("-inf"))
+            elif T > 1:  # one new token sees every key: nothing to mask
                 att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
             att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype)
             if self.record_stats:

@@ -251,7 +251,8 @@ def load_documents(name: str | Path = "embedded", split: str = "train") -> list[
         >>> val = load_documents("embedded", "val")      # doctest: +SKIP
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ValueError(tr("split must be one of {splits}, got {split!r}", "split は {splits} のどれかにしてください ({split!r} が渡されました)",
+                            splits=SPLITS, split=split))
     files = corpus_files(name)
     per_file = [split_documents(read_text(f)) for f in files]
     docs = [d for file_docs in per_file for d in file_docs]
@@ -280,9 +281,11 @@ def describe_corpus(name: str | Path = "embedded") -> str:
     files = corpus_files(name)
     train, val = load_documents(name, "train"), load_documents(name, "val")
     stats = corpus_stats(load_documents(name, "all"))
-    label = "embedded corpus" if isinstance(name, str) and name == "embedded" else f"corpus {name}"
-    return (
-        f"{label}: {len(files)} file(s), {stats['documents']} documents "
-        f"(train {len(train)} / val {len(val)}), {stats['characters']:,} characters, "
-        f"{stats['bytes']:,} bytes UTF-8"
-    )
+    embedded = isinstance(name, str) and name == "embedded"
+    label = tr("embedded corpus", "同梱コーパス") if embedded else tr("corpus {name}", "コーパス {name}", name=name)
+    return tr("{label}: {files} file(s), {docs} documents (train {train} / val {val}), {chars:,} characters, "
+              "{bytes:,} bytes UTF-8",
+              "{label}: ファイル {files} 個、文書 {docs} 件 (train {train} / val {val})、{chars:,} 文字、"
+              "UTF-8 で {bytes:,} バイト",
+              label=label, files=len(files), docs=stats["documents"], train=len(train), val=len(val),
+              chars=stats["characters"], bytes=stats["bytes"])

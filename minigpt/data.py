@@ -98,7 +98,8 @@ def prepare_data(corpus: str = "embedded", tokenizer=None) -> TokenData:
     from minigpt.tokenizer import load_tokenizer
 
     if tokenizer is None:
-        raise ValueError("prepare_data needs a tokenizer: e.g. prepare_data('embedded', 'gpt2')")
+        raise ValueError(tr("prepare_data needs a tokenizer: e.g. prepare_data('embedded', 'gpt2')",
+                            "prepare_data にはトークナイザが必要です。例: prepare_data('embedded', 'gpt2')"))
     # a str has .encode too, so test for the spec types rather than for the method
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, dict, Path)) else tokenizer
     return make_token_data(tok, load_documents(corpus, split="train"), load_documents(corpus, split="val"))

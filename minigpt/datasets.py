@@ -400,7 +400,8 @@ def load_tatoeba(split: str = "train", *, url: str | None = None, cache_dir=None
     A sentence is validation when ``id % 20 == 19``. ``limit`` keeps the first N of the split.
     """
     if split not in ("train", "val", "all"):
-        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+        raise ValueError(tr("split must be 'train', 'val' or 'all', got {split!r}",
+                            "split は 'train'、'val'、'all' のどれかにしてください ({split!r} が渡されました)", split=split))
     path = fetch_tatoeba(url, cache_dir, progress, sha256)
     docs = []
     for sid, text in iter_tatoeba(path):
@@ -440,7 +441,8 @@ def stream_c4_ja(split: str = "train", *, limit: int | None = None, path: str | 
     datasets = _import_datasets()
     hf_split = {"val": "validation"}.get(split, split)
     if hf_split not in ("train", "validation"):
-        raise ValueError(f"C4 has the splits 'train' and 'val', got {split!r}")
+        raise ValueError(tr("C4 has the splits 'train' and 'val', got {split!r}",
+                            "C4 の split は 'train' と 'val' です ({split!r} が渡されました)", split=split))
     _attribute(C4_ATTRIBUTION)
     name = path or os.environ.get(C4_ENV) or "allenai/c4"
     ds = datasets.load_dataset(name, "ja", split=hf_split, streaming=True, **load_kwargs)
@@ -455,7 +457,8 @@ def stream_wikipedia_ja(split: str = "train", *, limit: int | None = None, path:
     """
     datasets = _import_datasets()
     if split not in ("train", "val", "all"):
-        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+        raise ValueError(tr("split must be 'train', 'val' or 'all', got {split!r}",
+                            "split は 'train'、'val'、'all' のどれかにしてください ({split!r} が渡されました)", split=split))
     _attribute(WIKIPEDIA_ATTRIBUTION)
     name = path or os.environ.get(WIKIPEDIA_ENV) or WIKIPEDIA_DATASET[0]
     ds = datasets.load_dataset(name, config or WIKIPEDIA_DATASET[1], split="train", streaming=True, **load_kwargs)
@@ -472,7 +475,8 @@ def iter_local_documents(name, split: str = "train") -> Iterator[str]:
     than memory can be sharded.
     """
     if split not in corpus.SPLITS:
-        raise ValueError(f"split must be one of {corpus.SPLITS}, got {split!r}")
+        raise ValueError(tr("split must be one of {splits}, got {split!r}", "split は {splits} のどれかにしてください ({split!r} が渡されました)",
+                            splits=corpus.SPLITS, split=split))
     files = corpus.corpus_files(name)
 
     def docs_of(f):
@@ -515,5 +519,6 @@ def iter_documents(name, split: str = "train", *, limit: int | None = None, prog
     if key == "wikipedia-ja":
         return stream_wikipedia_ja(split, limit=limit, **kwargs)
     if kwargs:
-        raise TypeError(f"unexpected options for corpus {key!r}: {sorted(kwargs)}")
+        raise TypeError(tr("unexpected options for corpus {key!r}: {opts}", "コーパス {key!r} にない設定です: {opts}",
+                          key=key, opts=sorted(kwargs)))
     return _take(iter_local_documents(name, split), limit)  # "embedded" or a path

@@ -126,7 +126,7 @@ def _parse_requirement(text: str, dev: bool) -> Requirement:
     text = text.split(";")[0].strip()  # drop an environment marker ("; extra == 'dev'")
     m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)", text)
     if not m:
-        raise ValueError(f"cannot read the requirement {text!r}")
+        raise ValueError(tr("cannot read the requirement {text!r}", "依存パッケージの指定 {text!r} を読み取れません", text=text))
     return Requirement(m.group(1), m.group(3).replace(" ", ""), dev)
 
 

@@ -158,9 +158,13 @@ def to_transformers_tokenizer(tok, model_max_length: int | None = None):
     theirs = hf_tok.encode(CHECK_TEXT, add_special_tokens=False, verbose=False)  # no max-length warning
     if ours != theirs or hf_tok.decode(theirs) != tok.decode(ours):
         at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-        raise RuntimeError(f"the exported {tok.name} tokenizer does not reproduce minigpt's ids on a check text "
-                           f"(from token {at}: ours {ours[at:at + 6]}, transformers {theirs[at:at + 6]}; or the "
-                           "decoded texts differ); this is a bug, please report it")
+        raise RuntimeError(tr("the exported {name} tokenizer does not reproduce minigpt's ids on a check text "
+                              "(from token {at}: ours {ours}, transformers {theirs}; or the decoded texts differ); "
+                              "this is a bug, please report it",
+                              "エクスポートした {name} トークナイザが、確認用の文で minigpt と同じ ID を出しません "
+                              "(トークン {at} から: minigpt {ours}、transformers {theirs}。またはデコード結果が違います)。"
+                              "バグですので報告してください",
+                              name=tok.name, at=at, ours=ours[at:at + 6], theirs=theirs[at:at + 6]))
     return hf_tok
 
 

@@ -15,6 +15,10 @@ gives the same text, whatever else the program does with random numbers.
     >>> for token_id in generate(model, tok.encode("昔々"), 20, seed=0):   # doctest: +SKIP
     ...     print(token_id)
     >>> text = generate_text(model, tok, "昔々", seed=0, stream=print)     # doctest: +SKIP
+
+Several prompts at once (greedy, a left-padded batch with one KV cache, chapter 10):
+
+    >>> generate_batch(model, [tok.encode("昔々"), tok.encode("猫が")], 20)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -112,7 +116,8 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
         return
     if not ids:
         if eos_id is None:
-            raise ValueError("the prompt is empty: give at least one token (or an eos_id to start from)")
+            raise ValueError(tr("the prompt is empty: give at least one token (or an eos_id to start from)",
+                                "プロンプトが空です。トークンを 1 つ以上渡すか、開始に使う eos_id を指定してください"))
         ids = [eos_id]  # documents start right after an EOS in training
     block_size = model.config.block_size
     device = _device_of(model)
@@ -153,6 +158,89 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
                     logits, _ = model(torch.tensor([[next_id]], device=device), cache=cache)
     finally:
         model.train(was_training)
+
+
+def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts of different lengths -> ids (B, T) and mask (B, T), both long, T the longest prompt:
+    each prompt is right-aligned, with pad_id (mask 0) before it and mask 1 on its tokens.
+
+    >>> ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ConfigError(tr("generate_batch needs at least one prompt and at least one token in each prompt "
+                             "(got prompt lengths {n})",
+                             "generate_batch には 1 つ以上のプロンプトが必要で、どのプロンプトも 1 トークン以上にしてください "
+                             "(プロンプトの長さ: {n})", n=[len(p) for p in prompts]))
+    B, T = len(prompts), max(len(p) for p in prompts)
+    ids = torch.full((B, T), int(pad_id), dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        n = len(prompt)
+        ids[row, T - n:] = torch.as_tensor([int(i) for i in prompt], dtype=torch.long)  # right-aligned
+        mask[row, T - n:] = 1
+    return ids, mask
+
+
+def generate_batch(model, prompts: list[list[int]], max_new_tokens: int, pad_id: int = 0) -> list[list[int]]:
+    """Greedy generation for several prompts at once: row b of the result holds the `max_new_tokens`
+    new token ids after prompts[b] (the same tokens as `generate(model, prompts[b], max_new_tokens,
+    temperature=0, stop_at_eos=False)` alone, up to float rounding on near-ties).
+
+    How: the prompts are *left*-padded to the longest length P (`left_pad`), the whole batch is run
+    once through the model with an attention mask (the prefill fills one KV cache of batch B), then
+    every step runs the B newest tokens, one per row, with the mask extended by a column of ones:
+
+        ids, mask    (B, P)            mask[b, j] = 1 for a real token, 0 for padding
+        prefill      logits (B, P, V)  = model(ids, cache=cache, attention_mask=mask)
+        next token   (B,)              = logits[:, -1].argmax(-1)
+        step         mask (B, S + 1)   = [mask | 1],   logits (B, 1, V) = model(next[:, None], cache, mask)
+
+    Why left: with the padding in front, the last column is every row's newest token, so
+    logits[:, -1] is right for all rows and each step appends one column for everyone. Right padding
+    would put padding in the last column of the shorter rows (their prediction would come from a pad)
+    and their new tokens after the pads. The mask does the rest (`GPT.forward`): each row counts its
+    positions from its own first real token (mask.cumsum(-1) - 1), and no query attends to a pad key,
+    so the padding changes nothing in the real rows but float rounding.
+
+    The model must be a minigpt `GPT` (it needs `attention_mask` and `new_cache`). No sampling, no
+    EOS stop: every row gets exactly max_new_tokens tokens; the longest prompt plus max_new_tokens - 1
+    must fit in block_size (the cache is not cropped). The pad id itself never matters (pads are masked).
+    """
+    check_sampling(max_new_tokens=max_new_tokens)
+    if not prompts:
+        return []
+    if max_new_tokens == 0:
+        return [[] for _ in prompts]
+    ids, mask = left_pad([[int(i) for i in (p.tolist() if torch.is_tensor(p) else p)] for p in prompts], pad_id)
+    B, P = ids.shape
+    needed = P + max_new_tokens - 1  # the last new token is never run through the model
+    if needed > model.config.block_size:
+        raise ConfigError(tr("generate_batch: the longest prompt ({p} tokens) + max_new_tokens ({n}) - 1 = {t} positions "
+                             "do not fit in block_size={b}; shorten the prompts or ask for fewer tokens",
+                             "generate_batch: 最長のプロンプト ({p} トークン) + max_new_tokens ({n}) - 1 = {t} 位置が "
+                             "block_size={b} に収まりません。プロンプトを短くするか、生成するトークンを減らしてください",
+                             p=P, n=max_new_tokens, t=needed, b=model.config.block_size))
+    device = _device_of(model)
+    ids, mask = ids.to(device), mask.to(device)
+    new = torch.empty(B, max_new_tokens, dtype=torch.long, device=device)  # (B, n): the answer
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            cache = model.new_cache(batch_size=B, max_len=needed)
+            logits, _ = model(ids, cache=cache, attention_mask=mask)  # prefill: (B, P, V)
+            for step in range(max_new_tokens):
+                nxt = logits[:, -1].float().argmax(dim=-1)  # (B,): every row's newest position is the last column
+                new[:, step] = nxt
+                if step == max_new_tokens - 1:
+                    break
+                mask = torch.cat((mask, mask.new_ones(B, 1)), dim=1)  # (B, S + 1): the new token is real
+                logits, _ = model(nxt[:, None], cache=cache, attention_mask=mask)  # (B, 1, V)
+    finally:
+        model.train(was_training)
+    return new.tolist()
 
 
 def generate_text(model, tok, prompt: str, max_new_tokens: int = 200, temperature: float = 0.8,

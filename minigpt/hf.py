@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 
 from .config import GPTConfig
+from .errors import ConfigError
+from .i18n import tr
 
 
 def architecture(cfg: GPTConfig) -> str:
@@ -35,7 +37,9 @@ def architecture(cfg: GPTConfig) -> str:
         return "gpt2"
     modern = dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False)
     if cfg.rope_scaling is not None and cfg.rope_scaling["type"] == "ntk":
-        raise ValueError("static NTK-aware RoPE scaling has no transformers rope_type; use 'dynamic' or 'yarn'")
+        raise ConfigError(tr("static NTK-aware RoPE scaling has no transformers rope_type; use 'dynamic' or 'yarn'",
+                             "静的な NTK-aware RoPE スケーリングに対応する transformers の rope_type はありません。"
+                             "'dynamic' か 'yarn' を使ってください"))
     if all(getattr(cfg, k) == v for k, v in modern.items()):
         if cfg.n_experts:
             if cfg.attn_logits == "standard" and cfg.moe_gating == "mixtral" and cfg.capacity_factor is None:
@@ -44,9 +48,12 @@ def architecture(cfg: GPTConfig) -> str:
             return "llama"
         elif cfg.attn_logits == "qk_norm":
             return "qwen3"
-    raise ValueError("this GPTConfig has no exact transformers equivalent (supported: vanilla GPT-2; "
-                     "rmsnorm+swiglu+rope without biases as Llama, Qwen3 with qk_norm, Mixtral with MoE "
-                     "using mixtral gating and no capacity limit)")
+    raise ConfigError(tr("this GPTConfig has no exact transformers equivalent (supported: vanilla GPT-2; "
+                            "rmsnorm+swiglu+rope without biases as Llama, Qwen3 with qk_norm, Mixtral with MoE "
+                            "using mixtral gating and no capacity limit)",
+                            "この GPTConfig と同じ計算をする transformers のアーキテクチャはありません (対応しているのは: "
+                            "素の GPT-2、バイアスなしの rmsnorm+swiglu+rope は Llama、qk_norm 付きは Qwen3、"
+                            "mixtral ゲーティングで容量制限なしの MoE は Mixtral)"))
 
 
 # minigpt's rope_scaling keys that transformers' rope_parameters keep under the same name, per type
@@ -68,7 +75,9 @@ def rope_parameters(cfg: GPTConfig) -> dict:
         return params
     kind = sc["type"]
     if kind == "ntk":
-        raise ValueError("static NTK-aware scaling has no transformers rope_type; use 'dynamic' or 'yarn'")
+        raise ConfigError(tr("static NTK-aware scaling has no transformers rope_type; use 'dynamic' or 'yarn'",
+                             "静的な NTK-aware スケーリングに対応する transformers の rope_type はありません。"
+                             "'dynamic' か 'yarn' を使ってください"))
     params.update(rope_type=kind, factor=float(sc["factor"]))
     if kind in ("yarn", "llama3", "dynamic"):
         params["original_max_position_embeddings"] = int(sc.get("original_max_position_embeddings", cfg.block_size))
@@ -96,8 +105,9 @@ def rope_scaling_from_hf(rope_parameters: dict | None, max_position_embeddings: 
     if kind == "default":
         return base, None
     if kind not in _ROPE_KEYS:
-        raise ValueError(f"transformers rope_type {kind!r} has no minigpt equivalent (supported: default, "
-                         f"{', '.join(_ROPE_KEYS)})")
+        raise ConfigError(tr("transformers rope_type {kind!r} has no minigpt equivalent (supported: default, {known})",
+                             "transformers の rope_type {kind!r} に対応するものは minigpt にありません (対応: default, {known})",
+                             kind=kind, known=", ".join(_ROPE_KEYS)))
     scaling = {"type": kind, "factor": float(params["factor"])}
     if kind in ("yarn", "llama3", "dynamic"):
         original = params.get("original_max_position_embeddings")
@@ -232,7 +242,8 @@ def from_hf_state_dict(cfg: GPTConfig, hf_sd: dict[str, torch.Tensor]) -> dict[s
             continue
         hk = ours_to_hf.get(k)
         if hk is None or hk not in hf_sd:
-            raise KeyError(f"no transformers weight for {k} (looked for {hk})")
+            raise KeyError(tr("no transformers weight for {k} (looked for {hk})",
+                              "{k} に対応する transformers の重みがありません ({hk} を探しました)", k=k, hk=hk))
         out[k] = hf_sd[hk]
     return {k: v.contiguous() for k, v in out.items()}
 
@@ -278,7 +289,9 @@ def hf_model_from_minigpt(model, **config_extra):
     missing, unexpected = hf.load_state_dict(to_hf_state_dict(model), strict=False)
     missing = [k for k in missing if not (cfg.tie_weights and k == "lm_head.weight")]
     if missing or unexpected:
-        raise RuntimeError(f"weight map incomplete: missing {missing}, unexpected {unexpected}")
+        raise RuntimeError(tr("weight map incomplete: missing {missing}, unexpected {unexpected}",
+                             "重みの対応が不完全です: 足りないもの {missing}、余分なもの {unexpected}",
+                             missing=missing, unexpected=unexpected))
     if cfg.tie_weights:
         hf.tie_weights()
     return hf.eval()

@@ -42,8 +42,8 @@ class Block(nn.Module):
         self.mlp_norm = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
         self.mlp = MoE(cfg) if cfg.n_experts else make_mlp(cfg)
 
-    def forward(self, x, cos=None, sin=None, cache=None, layer: int = 0):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
+    def forward(self, x, cos=None, sin=None, cache=None, layer: int = 0, attention_mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, attention_mask)
         if isinstance(self.mlp, MoE):
             out, aux = self.mlp(self.mlp_norm(x))
             return x + out, aux
@@ -83,10 +83,19 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                attention_mask: torch.Tensor | None = None):
         """idx (B, T) token ids -> logits (B, T, vocab), loss (scalar or None).
 
         With a cache, idx holds only the new tokens; they sit at positions [cache.pos, cache.pos + T).
+
+        attention_mask (B, S), as in transformers: 1/True for real tokens, 0/False for padding, over
+        every position so far (S = cache.pos + T with a cache, T without). Each row then counts its own
+        positions, mask.cumsum(-1) - 1 (clamped at 0: padding sits at 0), so a left-padded prompt gets
+        the positions it would have alone; the last T of them are the new tokens'. Attention sees only
+        real keys (`attention.padded_causal_mask`). The logits of padding positions mean nothing. (A MoE
+        with a capacity limit still routes the padding tokens, which take expert slots.)
+        Without it, the positions are [start, start + T) for every row, as before.
         """
         cfg = self.config
         B, T = idx.shape
@@ -96,17 +105,26 @@ class GPT(nn.Module):
                                  "embeddings can cover; crop the input to the last {b} tokens",
                                  "{n} トークンの系列は block_size={b}（学習した位置埋め込みが扱える最大長）より長いです。"
                                  "入力を末尾の {b} トークンに切り詰めてください", n=start + T, b=cfg.block_size))
+        positions = None
+        if attention_mask is not None:
+            attention_mask = self._check_attention_mask(attention_mask, B, start + T).to(idx.device)
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -T:]  # (B, T): each row its own
         x = self.tok_emb(idx)  # (B, T, C)
         cos = sin = None
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
-        else:
+            if positions is None:
+                x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+            else:
+                x = x + self.pos_emb(positions)  # (B, T, C)
+        elif positions is None:
             cos, sin = self.rope(start, T, device=idx.device, dtype=x.dtype)  # (T, hd) each
+        else:
+            cos, sin = self.rope.at(positions, end=start + T, dtype=x.dtype)  # (B, 1, T, hd) each
         x = self.drop(x)
         aux_loss = z_loss = None
         n_moe = 0
         for i, block in enumerate(self.blocks):
-            x, aux = block(x, cos, sin, cache, i)
+            x, aux = block(x, cos, sin, cache, i, attention_mask)
             if aux is not None:  # MoE layers: average their auxiliary losses over layers
                 n_moe += 1
                 aux_loss = aux["aux_loss"] if aux_loss is None else aux_loss + aux["aux_loss"]
@@ -128,6 +146,19 @@ class GPT(nn.Module):
                 parts.update(aux=aux_loss.detach(), z=z_loss.detach())
         self.loss_parts = parts  # no .item() here: a host sync per forward, and a graph break
         return logits, loss
+
+    @staticmethod
+    def _check_attention_mask(mask, B: int, S: int) -> torch.Tensor:
+        """The mask as given when it is a (B, S) bool or integer tensor; else a one-line ConfigError."""
+        if not torch.is_tensor(mask) or mask.shape != (B, S) or mask.is_floating_point() or mask.is_complex():
+            got = (f"{tuple(mask.shape)} {str(mask.dtype).removeprefix('torch.')}" if torch.is_tensor(mask)
+                   else type(mask).__name__)
+            raise ConfigError(tr("attention_mask must be a bool or integer tensor of shape (batch, cache.pos + T) = "
+                                 "({b}, {s}), 1 for real tokens and 0 for padding over every position so far; got {g}",
+                                 "attention_mask は形状 (バッチ, cache.pos + T) = ({b}, {s}) の bool か整数のテンソルにして"
+                                 "ください (これまでのすべての位置について、本物のトークンは 1、パディングは 0)。渡されたのは "
+                                 "{g} です", b=B, s=S, g=got))
+        return mask
 
     @property
     def last_losses(self) -> dict[str, float]:

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .i18n import tr
+
 
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's nn.LayerNorm always has one before 2.1)."""
@@ -49,4 +51,5 @@ def make_norm(kind: str, dim: int, eps: float = 1e-5, bias: bool = True) -> nn.M
         return LayerNorm(dim, eps, bias)
     if kind == "rmsnorm":
         return RMSNorm(dim, eps)
-    raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {kind!r}")
+    raise ValueError(tr("norm must be 'layernorm' or 'rmsnorm', got {kind!r}",
+                        "norm は 'layernorm' か 'rmsnorm' にしてください ({kind!r} が渡されました)", kind=kind))

@@ -76,9 +76,42 @@ def env_line(device) -> str:
             f"· device {device.type}")
 
 
+def notebook_path() -> str | None:
+    """The running notebook's path as its front end knows it, or None when it cannot be found out.
+
+    JupyterLab / Notebook 7 (jupyter_server >= 2) put it in JPY_SESSION_NAME; VS Code in
+    __vsc_ipynb_file__; Colab opens a notebook without its folder, but its sessions API
+    (http://$COLAB_JUPYTER_IP:$KMP_TARGET_PORT/api/sessions) names the source, e.g. the GitHub URL
+    .../blob/main/solutions/ja/02_....ipynb. Any failure (no network, another front end) gives None.
+    """
+    if os.environ.get("JPY_SESSION_NAME"):
+        return os.environ["JPY_SESSION_NAME"]
+    main = sys.modules.get("__main__")
+    if getattr(main, "__vsc_ipynb_file__", None):
+        return str(main.__vsc_ipynb_file__)
+    if in_colab() and os.environ.get("COLAB_JUPYTER_IP"):
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"http://{os.environ['COLAB_JUPYTER_IP']}:{os.environ.get('KMP_TARGET_PORT', '9000')}/api/sessions"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                sessions = json.loads(r.read().decode("utf-8"))
+            return urllib.parse.unquote(sessions[0].get("path") or sessions[0].get("name") or "") or None
+        except Exception:  # noqa: BLE001 - a guess only: the caller falls back to the folder
+            return None
+    return None
+
+
 def japanese_edition() -> bool:
-    """True in a notebook of the Japanese edition: the kernel runs in a folder named `ja`."""
-    return Path.cwd().name == "ja"
+    """True in a notebook of the Japanese edition, which sits in a folder named `ja` (solutions/ja,
+    chapters/ja): the kernel's working folder (Jupyter and nbval start it in the notebook's folder),
+    else the notebook's path as the front end names it (notebook_path: Colab, VS Code)."""
+    if Path.cwd().name == "ja":
+        return True
+    path = notebook_path()
+    return bool(path) and "ja" in Path(path.split("?")[0].replace("\\", "/")).parent.parts
 
 
 def setup(seed: int = 0, device: str | None = None, quiet: bool = False):

@@ -4,8 +4,8 @@ Weight decay pulls weights towards 0. That regularises the matrices that mix fea
 but not the parameters whose size carries meaning: norm gains (1 at init), biases, and embedding rows
 (a rare token's row would shrink at every step while its gradient is almost always 0). GPT-3, Llama
 and most recipes since exclude norms and biases; many also exclude embeddings (and with them a head tied
-to the token embedding), which is the rule here. (`minigpt.train.make_optimizer` uses the simpler
-"matrices decay" rule of nanoGPT, which decays embeddings too.)
+to the token embedding), which is the rule here, and the one `minigpt.train.make_optimizer` trains with.
+(nanoGPT's simpler rule, "every matrix decays", decays the embeddings too.)
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ import math
 import torch
 import torch.nn as nn
 
+from .i18n import tr
+
 
 def rope_inv_freq(head_dim: int, base: float = 10000.0) -> torch.Tensor:
     """theta_i = base^(-2i/d) for i in [0, d/2): shape (head_dim/2,)."""
@@ -63,7 +65,7 @@ def scaled_inv_freq(head_dim: int, base: float, scaling: dict | None, original_m
     if kind == "llama3":
         return llama3_inv_freq(d, base, s, original_max, scaling.get("low_freq_factor", 1.0),
                                scaling.get("high_freq_factor", 4.0)), 1.0
-    raise ValueError(f"unknown rope scaling type {kind!r}")
+    raise ValueError(tr("unknown rope scaling type {kind!r}", "不明な RoPE スケーリングの種類です: {kind!r}", kind=kind))
 
 
 def llama3_inv_freq(head_dim: int, base: float, factor: float, original_max: int,
@@ -106,7 +108,8 @@ def _yarn_inv_freq(d: int, base: float, s: float, original_max: int, scaling: di
 
 
 class RotaryEmbedding(nn.Module):
-    """cos and sin (T, head_dim) for positions [start, start + T).
+    """cos and sin (T, head_dim) for positions [start, start + T); `at(positions)` gives them for
+    per-row positions (B, T) instead, as (B, 1, T, head_dim).
 
     The tables for the first `max_len` positions are computed once, in float32, and kept as
     (non-persistent) buffers, so they follow `model.to(device)`; a forward only slices them.
@@ -150,6 +153,29 @@ class RotaryEmbedding(nn.Module):
             cos, sin = self._table(self.inv_freq, start, end, self.attention_factor, device)
         return cos.to(dtype), sin.to(dtype)
 
+    def at(self, positions: torch.Tensor, end: int | None = None,
+           dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (B, 1, T, head_dim) for per-row positions (B, T) (a left-padded batch, where
+        each row counts its own positions from its first real token). The 1 broadcasts over the heads
+        in `apply_rope`. `end`, if given, is a bound known without reading the tensor (every position
+        < end): within the tables it saves a device sync. "dynamic" scaling uses the largest position
+        of the batch + 1 as the current length, as transformers does with position_ids."""
+        if end is None or end > self.cos_table.shape[0]:
+            end = int(positions.max()) + 1 if positions.numel() else 0
+        if end <= self.cos_table.shape[0]:
+            table_cos, table_sin = self.cos_table, self.sin_table
+            if table_cos.device != positions.device:
+                table_cos, table_sin = table_cos.to(positions.device), table_sin.to(positions.device)
+            cos, sin = table_cos[positions], table_sin[positions]  # (B, T, hd): one row of the table each
+        else:
+            inv_freq, factor = self.inv_freq, self.attention_factor
+            if self.dynamic:  # past the original context: frequencies for the current length
+                inv_freq, factor = scaled_inv_freq(self.head_dim, self.base, self.scaling, self.original_max, end)
+            freqs = positions.float()[..., None] * inv_freq.to(positions.device).float()  # (B, T, d/2)
+            emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, d): half-split layout
+            cos, sin = emb.cos() * factor, emb.sin() * factor
+        return cos[:, None].to(dtype), sin[:, None].to(dtype)
+
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """(x1, x2) -> (-x2, x1) on the two halves of the last dimension."""
@@ -158,7 +184,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, nh, T, hd) by the angles in cos/sin (T, hd)."""
+    """Rotate x (B, nh, T, hd) by the angles in cos/sin: (T, hd), the same positions for every row, or
+    (B, 1, T, hd), each row its own positions (`RotaryEmbedding.at`, left-padded batches)."""
     return x * cos + rotate_half(x) * sin
 
 

@@ -101,7 +101,8 @@ def _write_meta(path: Path, meta: dict) -> None:
 def _spec_of(tokenizer) -> dict:
     spec = tokenizer.spec() if hasattr(tokenizer, "spec") else None
     if not isinstance(spec, dict):
-        raise TypeError(f"{tokenizer!r} has no spec(): shards record the tokenizer that made them")
+        raise TypeError(tr("{tok!r} has no spec(): shards record the tokenizer that made them",
+                          "{tok!r} には spec() がありません。シャードは作成に使ったトークナイザを記録します", tok=tokenizer))
     return spec
 
 
@@ -184,7 +185,7 @@ def write_shards(docs: Iterable[str], tokenizer, out_dir, split: str = "train", 
     Returns {"shards", "tokens", "chars", "docs", "skipped", "written", "dtype"}.
     """
     if shard_chars <= 0:
-        raise ValueError("shard_chars must be positive")
+        raise ValueError(tr("shard_chars must be positive", "shard_chars は正の数にしてください"))
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     spec = _spec_of(tokenizer)
@@ -322,7 +323,9 @@ class ShardedTokens:
                                 "{path} の {split} のシャードは不完全です (作成中に止まりました)。同じ `data shard` "
                                 "コマンドをもう一度実行して仕上げてください", split=repr(split), path=self.path))
         if not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+            raise ValueError(tr("need 0 <= rank < world_size, got rank={rank}, world_size={world_size}",
+                                "0 <= rank < world_size が必要です (rank={rank}, world_size={world_size})",
+                                rank=rank, world_size=world_size))
         self.meta, self.split, self.rank, self.world_size = meta, split, rank, world_size
         self.dtype = np.dtype(meta["dtype"])
         self.files = [self.path / r["file"] for r in entry["shards"]]
@@ -370,9 +373,14 @@ class ShardedTokens:
         ranges = self.window_ranges(seq_len)
         if not ranges:
             longest = max(self.lengths, default=0)
-            raise ValueError(f"no shard of {self.path} ({self.split}) holds a window of seq_len + 1 = {need} tokens "
-                             f"for rank {self.rank} of {self.world_size} (the longest shard has {longest}); use a "
-                             "smaller seq_len, larger shards (--shard-chars) or fewer processes")
+            raise ValueError(tr("no shard of {path} ({split}) holds a window of seq_len + 1 = {need} tokens for rank "
+                                "{rank} of {world} (the longest shard has {longest}); use a smaller seq_len, larger "
+                                "shards (--shard-chars) or fewer processes",
+                                "{path} ({split}) のシャードには、プロセス {rank}/{world} 用の seq_len + 1 = {need} "
+                                "トークンのウィンドウが入りません (最長のシャードは {longest} トークン)。seq_len を"
+                                "小さくするか、シャードを大きくする (--shard-chars) か、プロセスを減らしてください",
+                                path=self.path, split=self.split, need=need, rank=self.rank, world=self.world_size,
+                                longest=longest))
         if len(ranges) == 1:
             # The same draw as minigpt.data.get_batch, so one shard reproduces in-memory training.
             i, lo, hi = ranges[0]

@@ -60,6 +60,7 @@ from minigpt.device import Precision, configure_for_training, peak_flops, pick_d
 from minigpt.distributed import DistInfo, all_reduce_sum, data_generator, gather_objects, param_checksum, rank_print
 from minigpt.errors import CheckpointError, ConfigError, DataError, TrainingError
 from minigpt.i18n import tr
+from minigpt.optim import param_groups
 from minigpt.plotting import plot_losses, read_metrics
 from minigpt.runlock import RunLock
 from minigpt.shards import ShardedTokens, sample_batch
@@ -188,13 +189,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with two groups: matrices (embeddings, linear weights) decay; norms and biases do not."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW with the two groups of minigpt.optim.param_groups (chapter 01's exercise): linear weights
+    decay; norm gains, biases and embedding tables (with a head tied to them) do not."""
     extra = {"fused": True} if torch.device(device).type == "cuda" else {}  # one kernel for all parameters
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **extra)
 
 
 def fixed_eval_batches(data: TokenData, cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:

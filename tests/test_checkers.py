@@ -69,6 +69,22 @@ def test_every_wrong_implementation_states_its_mistake_in_its_docstring(ex):
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=[ex.name for ex in EXERCISES])
+def test_every_wrong_implementation_states_its_mistake_in_both_languages(ex, monkeypatch):
+    """The report names a recognised mistake in the learner's language: English without Japanese in it (a
+    `ja:` text that wraps over two lines must not leak into the English one), and Japanese."""
+    import re
+
+    japanese = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+    for wrong in ex.wrong:
+        monkeypatch.setenv("MINIGPT_LANG", "en")
+        en = mistake_text(wrong)
+        monkeypatch.setenv("MINIGPT_LANG", "ja")
+        ja = mistake_text(wrong)
+        assert not japanese.search(en), f"{wrong.__name__}: Japanese in the English text: {en}"
+        assert japanese.search(ja), f"{wrong.__name__}: add a `ja: ...` line to its docstring"
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=[ex.name for ex in EXERCISES])
 def test_every_exercise_has_a_japanese_hint(ex):
     assert ex.hint and ex.hint_ja and any(ord(c) > 0x3000 for c in ex.hint_ja)
 

@@ -54,13 +54,37 @@ def test_colab_cell_does_nothing_outside_colab(path, monkeypatch):
     assert run_cell(first_code_cell(path).source, monkeypatch, in_colab=False) == []
 
 
+def _fake_sessions(monkeypatch, path):
+    import io
+    import json
+    import urllib.request
+
+    monkeypatch.setenv("COLAB_JUPYTER_IP", "172.28.0.12")
+    body = json.dumps([{"name": "x.ipynb", "path": path}]).encode()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(body))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_colab_cell_pip_installs_minigpt_in_colab(path, monkeypatch):
+def test_colab_cell_pip_installs_minigpt_from_the_repository_it_was_opened_from(path, monkeypatch):
+    monkeypatch.delenv("MINIGPT_REPO", raising=False)
+    _fake_sessions(monkeypatch, "fileId=https%3A%2F%2Fgithub.com%2Fteacher%2Fminigpt-ws%2Fblob%2Fday1%2Fchapters%2F"
+                                + path.name)
     ((args, kwargs),) = run_cell(first_code_cell(path).source, monkeypatch, in_colab=True)
     cmd = args[0] if args else kwargs["args"]
     assert cmd[:4] == [sys.executable, "-m", "pip", "install"], cmd  # this kernel's pip, not a `!pip` magic
-    assert any(a.startswith("minigpt") for a in cmd[4:]), cmd
+    assert cmd[-1] == "minigpt @ git+https://github.com/teacher/minigpt-ws@day1", cmd  # the fork and its branch
     assert kwargs.get("check") is True, "a failed install must stop the notebook, not fail later on import"
+
+
+def test_colab_cell_takes_the_repository_by_hand_or_says_how(monkeypatch):
+    source = first_code_cell(NOTEBOOKS[0]).source
+    monkeypatch.setenv("MINIGPT_REPO", "someone/minigpt")
+    ((args, _),) = run_cell(source, monkeypatch, in_colab=True)
+    assert args[0][-1] == "minigpt @ git+https://github.com/someone/minigpt"
+    monkeypatch.delenv("MINIGPT_REPO")
+    _fake_sessions(monkeypatch, "fileId=1AbCdEf")  # uploaded by hand or from Drive: no GitHub path
+    with pytest.raises(SystemExit, match="MINIGPT_REPO"):
+        run_cell(source, monkeypatch, in_colab=True)
 
 
 def test_every_notebook_has_the_same_colab_cell():

@@ -214,3 +214,59 @@ def test_setup_under_test_outside_ja_prints_english_even_with_a_japanese_locale(
     monkeypatch.chdir(tmp_path)
     setup(seed=0, quiet=True)
     assert lang() == "en"
+
+
+# --------------------------------------------------------------------------- which edition is running
+def test_the_edition_comes_from_the_folder_or_the_front_ends_notebook_path(tmp_path, monkeypatch):
+    from minigpt import notebook
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    (tmp_path / "ja").mkdir()
+    monkeypatch.chdir(tmp_path / "ja")
+    assert notebook.japanese_edition()  # nbval and Jupyter start the kernel in the notebook's folder
+    monkeypatch.chdir(tmp_path)
+    assert not notebook.japanese_edition()
+    # JupyterLab names the notebook in JPY_SESSION_NAME
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "solutions" / "ja" / "02_x.ipynb"))
+    assert notebook.japanese_edition()
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "solutions" / "02_ja_x.ipynb"))
+    assert not notebook.japanese_edition()  # "ja" must be the folder, not part of a name
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    # Colab: the sessions API names the source (here a GitHub URL, quoted); the folder is unknown
+    monkeypatch.setattr(notebook, "notebook_path", lambda: "fileId=https://github.com/o/minigpt/blob/main/"
+                                                           "chapters/ja/05_x.ipynb")
+    assert notebook.japanese_edition()
+    monkeypatch.setattr(notebook, "notebook_path", lambda: None)
+    assert not notebook.japanese_edition()
+
+
+def test_colab_sessions_api_is_read_and_any_failure_means_unknown(monkeypatch):
+    import io
+    import json
+    import sys
+    import types
+    import urllib.request
+
+    from minigpt import notebook
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setenv("COLAB_JUPYTER_IP", "172.28.0.12")
+    monkeypatch.setenv("KMP_TARGET_PORT", "9000")
+    seen = []
+
+    def fake_urlopen(url, timeout):
+        seen.append(url)
+        body = json.dumps([{"name": "02_x.ipynb", "path": "fileId=https%3A%2F%2Fgithub.com%2Fo%2Fm%2Fblob%2Fmain"
+                                                          "%2Fsolutions%2Fja%2F02_x.ipynb"}]).encode()
+        return io.BytesIO(body)
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    assert notebook.notebook_path().endswith("solutions/ja/02_x.ipynb")
+    assert seen == ["http://172.28.0.12:9000/api/sessions"]
+
+    def no_network(url, timeout):
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    assert notebook.notebook_path() is None

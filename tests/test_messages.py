@@ -32,6 +32,18 @@ MESSAGE_BUILDERS = {
 RAISE_ALLOWLIST = {
     ("minigpt/cli/data.py", "str(e)"): "re-raises _import_datasets()'s ImportError, whose message is tr(...)",
 }
+# Built-in exceptions raised with an English literal that stays English, each with its reason: errors of
+# the checker-writing API (raised while minigpt/check is imported, before a learner's code runs), of
+# the test-only self-checks, and tr() itself.
+BUILTIN_RAISE_ALLOWLIST = {
+    ("minigpt/check/__init__.py", "ValueError"): "Exercise registration errors: for whoever writes a checker",
+    ("minigpt/checkpoint.py", "TypeError"): "save_checkpoint(extra=...) of unsupported types: for whoever writes "
+                                            "a training loop on top of the library",
+    ("minigpt/demo.py", "AssertionError"): "the demo's own self-check, a bug report if it ever fires",
+    ("minigpt/i18n.py", "ValueError"): "tr() called without both texts",
+}
+BUILTIN_ERRORS = {"ValueError", "TypeError", "KeyError", "RuntimeError", "OSError", "FileNotFoundError",
+                  "ImportError", "IndexError", "AssertionError", "NotImplementedError", "LookupError"}
 # Functions that print; their literal arguments must be tr(...) output.
 PRINTERS = {"print", "say", "_say", "_safe_print", "_header", "rank_print"}
 PRINT_FILES = sorted([*(PACKAGE / "cli").glob("*.py"), PACKAGE / "doctor.py", PACKAGE / "demo.py",
@@ -129,6 +141,25 @@ def test_every_minigpt_error_is_built_from_tr():
             if (rel, ast.unparse(msg)) not in RAISE_ALLOWLIST:
                 bad.append(f"{rel}:{node.lineno}: {_name(node.func)}({ast.unparse(msg)[:70]})")
     assert not bad, "messages not written with tr(en, ja):\n" + "\n".join(bad)
+
+
+def test_builtin_errors_with_words_are_built_from_tr():
+    """A ValueError or KeyError a learner reads (a wrong split, an unknown exercise name) is bilingual too:
+    raising a built-in exception with an English literal fails unless BUILTIN_RAISE_ALLOWLIST says why."""
+    bad, used = [], set()
+    for rel, tree in _modules():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                continue
+            call, name = node.exc, _name(node.exc.func)
+            if name not in BUILTIN_ERRORS or not call.args or not _has_words(call.args[0]):
+                continue
+            if (rel, name) in BUILTIN_RAISE_ALLOWLIST:
+                used.add((rel, name))
+                continue
+            bad.append(f"{rel}:{node.lineno}: {name}({ast.unparse(call.args[0])[:70]})")
+    assert not bad, "built-in exceptions raised with English-only text (use tr(en, ja)):\n" + "\n".join(bad)
+    assert used == set(BUILTIN_RAISE_ALLOWLIST), f"stale allowlist entries: {set(BUILTIN_RAISE_ALLOWLIST) - used}"
 
 
 def test_printed_literals_are_tr_output():

@@ -9,8 +9,11 @@
    the text"). Numbers in LaTeX, in `code`, in links, years, numbers glued to a word (`Llama-2-7B`, `22B`,
    `ch05`) and numbers after "chapter"/"section" are not quotes; a cell may list more exceptions in its
    metadata, `"quotes-outputs-except": ["1e-5", ...]`, for constants written in plain text.
+3. Every exercise has folded, progressive hints: the markdown between the previous code cell and an exercise's
+   code cell (a cell with `### BEGIN SOLUTION`) holds `<details>` blocks whose summaries start with "Hint 1" and
+   then "Hint 2" (in the Japanese edition, solutions/ja/, "ヒント 1" and "ヒント 2"), in that order.
 
-Both checks are plain functions, tested on synthetic notebooks below so that they can be seen to fail.
+The checks are plain functions, tested on synthetic notebooks below so that they can be seen to fail.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+JA_NOTEBOOKS = sorted((ROOT / "solutions" / "ja").glob("[0-9][0-9]_*.ipynb"))
+HINT_LABELS = {"en": ("Hint 1", "Hint 2"), "ja": ("ヒント 1", "ヒント 2")}
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MIN_LINE = 20  # shorter lines (`return x`, `y = y + 1`) are too generic to be an answer
@@ -183,6 +188,36 @@ def unquoted_numbers(nb: dict) -> list[str]:
     return missing
 
 
+# ----------------------------------------------------------------------------- 3. hints for every exercise
+_SUMMARY = re.compile(r"<details>\s*<summary>(.*?)</summary>", re.S)
+
+
+def hint_summaries(markdown: str) -> list[str]:
+    """The summaries of the folded `<details>` blocks of a markdown text, in order."""
+    return [m.group(1).strip() for m in _SUMMARY.finditer(markdown)]
+
+
+def exercises_without_hints(nb: dict, labels: tuple[str, ...] = HINT_LABELS["en"]) -> list[str]:
+    """Exercise code cells (with a solution region) whose preceding markdown (since the previous code cell) lacks
+    folded hints whose summaries start with `labels` ("Hint 1", "Hint 2"), in that order."""
+    missing, markdown = [], []
+    for i, cell in enumerate(nb["cells"]):
+        source = _source(cell)
+        if cell["cell_type"] == "markdown":
+            markdown.append(source)
+            continue
+        if any(line.strip() == BEGIN for line in source.split("\n")):
+            summaries, found = iter(hint_summaries("\n\n".join(markdown))), []
+            for label in labels:  # each label after the previous one
+                found.append(any(s.startswith(label) for s in summaries))
+            if not all(found):
+                name = re.search(r"^\s*(?:def|class)\s+(\w+)", source, re.M)
+                missing.append(f"cell {i} (id {cell.get('id')}, {name.group(1) if name else '?'}): the markdown "
+                               f"before it has no folded {' and '.join(repr(lb) for lb in labels)}, in that order")
+        markdown = []
+    return missing
+
+
 # ----------------------------------------------------------------------------- the real notebooks
 def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
@@ -199,6 +234,17 @@ def test_numbers_quoted_in_marked_cells_occur_in_the_outputs(path):
     missing = unquoted_numbers(_load(path))
     assert not missing, (f"{path.name}: re-read the text against the outputs (or print the number):\n  "
                          + "\n  ".join(missing))
+
+
+def _hint_params(paths, lang):
+    return [pytest.param(p, lang, id=f"{lang}-{p.stem}") for p in paths]
+
+
+@pytest.mark.parametrize("path, lang", _hint_params(NOTEBOOKS, "en") + _hint_params(JA_NOTEBOOKS, "ja"))
+def test_every_exercise_has_folded_progressive_hints(path, lang):
+    missing = exercises_without_hints(_load(path), HINT_LABELS[lang])
+    assert not missing, (f"{path.relative_to(ROOT)}: give every exercise at least two folded hints "
+                         "(as chapter 04 does):\n  " + "\n  ".join(missing))
 
 
 # ----------------------------------------------------------------------------- the checks can fail
@@ -283,3 +329,39 @@ def test_a_cell_can_list_plain_text_constants_as_exceptions():
 def test_significant_digits_ignore_leading_and_integer_trailing_zeros():
     assert [significant_digits(t) for t in ["0.0042", "5.30", "100", "2000", "8,192", "1e-5", "0.5"]] == \
         [2, 3, 1, 1, 4, 1, 1]
+
+
+def _hints(*summaries: str) -> str:
+    return "\n\n".join(f"<details><summary>{s}</summary>\n\nsome words\n</details>" for s in summaries)
+
+
+def test_an_exercise_with_two_folded_hints_passes():
+    nb = _notebook(_md("Write `rms(x)`."), _md(_hints("Hint 1: the idea", "Hint 2: the formula")), _code(EXERCISE))
+    assert exercises_without_hints(nb) == []
+    assert hint_summaries(_hints("Hint 1: the idea", "Hint 2: the formula")) == ["Hint 1: the idea",
+                                                                                "Hint 2: the formula"]
+
+
+def test_an_exercise_without_hints_is_reported():
+    nb = _notebook(_md("Write `rms(x)`."), _code(EXERCISE))
+    missing = exercises_without_hints(nb)
+    assert len(missing) == 1 and "id None, rms" in missing[0]
+
+
+def test_one_hint_hints_out_of_order_or_hints_before_the_previous_code_cell_are_not_enough():
+    one = _notebook(_md(_hints("Hint 1: the idea")), _code(EXERCISE))
+    swapped = _notebook(_md(_hints("Hint 2: the formula", "Hint 1: the idea")), _code(EXERCISE))
+    too_early = _notebook(_md(_hints("Hint 1: the idea", "Hint 2: the formula")), _code("print(1)"), _code(EXERCISE))
+    assert all(len(exercises_without_hints(nb)) == 1 for nb in (one, swapped, too_early))
+
+
+def test_code_cells_without_a_solution_need_no_hints_and_each_exercise_needs_its_own():
+    hinted = _md(_hints("Hint 1", "Hint 2"))
+    nb = _notebook(_md("A tour."), _code("print(1)"), hinted, _code(EXERCISE), _code(EXERCISE))
+    assert len(exercises_without_hints(nb)) == 1  # the second exercise shares nothing with the first
+
+
+def test_the_japanese_edition_uses_its_own_labels():
+    nb = _notebook(_md(_hints("ヒント 1: 考え方", "ヒント 2: 式")), _code(EXERCISE))
+    assert exercises_without_hints(nb, HINT_LABELS["ja"]) == []
+    assert len(exercises_without_hints(nb)) == 1  # English labels are not there

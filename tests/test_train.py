@@ -10,6 +10,7 @@ from minigpt.checkpoint import CheckpointError, has_checkpoint, read_config
 from minigpt.config import get_preset
 from minigpt.data import make_token_data
 from minigpt.model import GPT
+from minigpt.optim import decay_split
 from minigpt.train import TrainConfig, lr_at, make_optimizer, train
 
 from helpers import ByteTokenizer
@@ -46,12 +47,18 @@ def test_lr_warms_up_linearly_then_follows_a_cosine_down_to_min_lr():
     assert lr_at(100, c) == pytest.approx(1e-4) and lr_at(500, c) == pytest.approx(1e-4)
 
 
-def test_optimizer_decays_matrices_but_not_norms_or_biases():
+def test_optimizer_decays_linear_weights_but_not_norms_biases_or_embeddings():
     model = tiny_model()
     opt = make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu"))
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    assert all(p.dim() >= 2 for p in decay["params"])
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    assert embeddings and not embeddings & {id(p) for p in decay["params"]}
+    assert embeddings <= {id(p) for p in no_decay["params"]}
+    # the groups are the ones chapter 01's exercise builds (minigpt.optim.decay_split)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [names[id(p)] for p in decay["params"]] == decay_split(model)[0]
     # tied weights: the shared embedding/lm_head matrix is in the optimizer once
     ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))

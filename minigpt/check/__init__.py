@@ -226,16 +226,20 @@ def get_exercise(name: str) -> Exercise:
     if name not in _REGISTRY:
         chapter = name.split(".", 1)[0]
         if not re.fullmatch(r"ch\d\d", chapter):
-            raise KeyError(f"exercise names look like 'ch01.causal_self_attention', got {name!r}")
+            raise KeyError(tr("exercise names look like 'ch01.causal_self_attention', got {name!r}",
+                              "演習の名前は 'ch01.causal_self_attention' の形です ({name!r} が渡されました)", name=name))
         try:
             importlib.import_module(f"minigpt.check.{chapter}")
         except ModuleNotFoundError as e:
             if e.name == f"minigpt.check.{chapter}":
-                raise KeyError(f"no checkers for chapter {chapter}: minigpt/check/{chapter}.py does not exist") from None
+                raise KeyError(tr("no checkers for chapter {chapter}: minigpt/check/{chapter}.py does not exist",
+                                  "章 {chapter} のチェッカーはありません (minigpt/check/{chapter}.py がありません)",
+                                  chapter=chapter)) from None
             raise
     if name not in _REGISTRY:
         known = sorted(k for k in _REGISTRY if k.startswith(name.split(".", 1)[0] + "."))
-        raise KeyError(f"no exercise named {name!r}; this chapter has {known}")
+        raise KeyError(tr("no exercise named {name!r}; this chapter has {known}",
+                          "{name!r} という演習はありません。この章の演習: {known}", name=name, known=known))
     return _REGISTRY[name]
 
 
@@ -450,17 +454,21 @@ def mistake_text(impl) -> str:
         doc = None  # inherited from the reference: says nothing about the mistake
     en, ja = "", getattr(impl, "doc_ja", "") or ""
     if doc:
-        paragraphs = doc.split("\n\n")
-        lines = []
-        for line in paragraphs[0].splitlines():
-            if line.strip().startswith("ja:"):
-                ja = ja or line.strip()[3:].strip()
-            else:
-                lines.append(line.strip())
-        en = " ".join(lines).strip()
-        for line in doc.splitlines():
-            if line.strip().startswith("ja:") and not ja:
-                ja = line.strip()[3:].strip()
+        # the English text is the first paragraph up to a line `ja: ...`; the Japanese text runs from
+        # that line to the end of its paragraph (it may wrap over several lines)
+        en_lines, ja_lines, in_ja = [], [], False
+        for i, paragraph in enumerate(doc.split("\n\n")):
+            in_ja = False
+            for line in paragraph.splitlines():
+                line = line.strip()
+                if line.startswith("ja:") and not ja_lines:
+                    in_ja, line = True, line[3:].strip()
+                if in_ja:
+                    ja_lines.append(line)
+                elif i == 0:
+                    en_lines.append(line)
+        en = " ".join(en_lines).strip()
+        ja = ja or "".join(ja_lines).strip()
     if not en:
         en = getattr(impl, "__name__", type(impl).__name__).replace("_", " ")
     return ja if (ja and lang() == "ja") else en

@@ -10,6 +10,7 @@ import torch
 
 from minigpt import norm
 from minigpt.check import Case, exercise
+from minigpt.i18n import tr
 
 
 class _WrongRMSNorm(norm.RMSNorm):
@@ -246,7 +247,8 @@ def _run_function(cls, case):
     g = grad_out.clone()
     y = cls.apply(x, weight, eps)
     if not isinstance(y, torch.Tensor) or y.grad_fn is None:
-        raise TypeError("forward must return the output tensor (computed from x and weight)")
+        raise TypeError(tr("forward must return the output tensor (computed from x and weight)",
+                           "forward は出力のテンソル (x と weight から計算したもの) を返してください"))
     y.backward(g)
     return y.detach(), x.grad, weight.grad, not torch.equal(g, grad_out)
 
@@ -299,7 +301,8 @@ def _grad_weight(grad_out, xhat, x, weight):
 
 class BackwardRmsAsConstant(_RMSNormFunctionBase):
     """grad_x = grad_out * weight / RMS: treats the RMS as a constant and drops the term that comes from x being in
-    its own RMS."""
+    its own RMS.
+    ja: grad_x = grad_out * weight / RMS: RMS を定数とみなし、x が自分自身の RMS に含まれることから来る項を落としています。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -308,7 +311,8 @@ class BackwardRmsAsConstant(_RMSNormFunctionBase):
 
 
 class BackwardSumNotMean(_RMSNormFunctionBase):
-    """The projection term with a sum over the C channels instead of a mean: C times too large."""
+    """The projection term with a sum over the C channels instead of a mean: C times too large.
+    ja: 射影の項で、C チャネルについての平均ではなく和をとっています。C 倍大きくなります。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -318,7 +322,8 @@ class BackwardSumNotMean(_RMSNormFunctionBase):
 
 
 class BackwardPlusProjection(_RMSNormFunctionBase):
-    """rstd * (gh + xhat * mean(gh * xhat)): the sign of the projection term flipped."""
+    """rstd * (gh + xhat * mean(gh * xhat)): the sign of the projection term flipped.
+    ja: rstd * (gh + xhat * mean(gh * xhat)): 射影の項の符号が逆です。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -328,7 +333,8 @@ class BackwardPlusProjection(_RMSNormFunctionBase):
 
 
 class BackwardWithoutWeight(_RMSNormFunctionBase):
-    """Uses grad_out where grad_out * weight belongs: right only when every gain is 1 (at initialisation)."""
+    """Uses grad_out where grad_out * weight belongs: right only when every gain is 1 (at initialisation).
+    ja: grad_out * weight を使うべきところで grad_out を使っています。正しいのはゲインがすべて 1 のとき (初期化直後) だけです。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -339,7 +345,8 @@ class BackwardWithoutWeight(_RMSNormFunctionBase):
 
 
 class BackwardGradWeightFromX(_RMSNormFunctionBase):
-    """grad_weight = sum(grad_out * x): the raw input instead of the normalised one."""
+    """grad_weight = sum(grad_out * x): the raw input instead of the normalised one.
+    ja: grad_weight = sum(grad_out * x): 正規化した入力ではなく、元の入力を使っています。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -351,7 +358,8 @@ class BackwardGradWeightFromX(_RMSNormFunctionBase):
 
 class BackwardGradWeightMean(_RMSNormFunctionBase):
     """grad_weight = the mean of grad_out * xhat over the tokens instead of their sum: every gain's gradient is
-    divided by the number of tokens."""
+    divided by the number of tokens.
+    ja: grad_weight をトークンについての和ではなく grad_out * xhat の平均にしています。どのゲインの勾配もトークン数で割られてしまいます。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -362,7 +370,8 @@ class BackwardGradWeightMean(_RMSNormFunctionBase):
 
 
 class BackwardOneMeanForAll(_RMSNormFunctionBase):
-    """mean(gh * xhat) over the whole tensor instead of per token (dim=-1 forgotten)."""
+    """mean(gh * xhat) over the whole tensor instead of per token (dim=-1 forgotten).
+    ja: mean(gh * xhat) をトークンごとではなくテンソル全体でとっています (dim=-1 の指定漏れ)。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -372,7 +381,8 @@ class BackwardOneMeanForAll(_RMSNormFunctionBase):
 
 
 class BackwardRecomputedWithoutEps(_RMSNormFunctionBase):
-    """Recomputes the RMS in backward as sqrt(mean(x^2)) and forgets eps: wrong wherever eps matters (tiny x)."""
+    """Recomputes the RMS in backward as sqrt(mean(x^2)) and forgets eps: wrong wherever eps matters (tiny x).
+    ja: backward で RMS を sqrt(mean(x^2)) として計算し直し、eps を忘れています。eps が効くところ (非常に小さい x) で間違います。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -386,7 +396,8 @@ class BackwardRecomputedWithoutEps(_RMSNormFunctionBase):
 
 class BackwardInInputDtype(_RMSNormFunctionBase):
     """Recomputes the statistic in backward in x's own dtype: in float16, x^2 overflows above 256 and the gradient
-    becomes 0 or NaN."""
+    becomes 0 or NaN.
+    ja: backward で統計量を x 自身の dtype で計算し直しています。float16 では 256 を超えると x^2 がオーバーフローし、勾配が 0 か NaN になります。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -399,7 +410,8 @@ class BackwardInInputDtype(_RMSNormFunctionBase):
 
 
 class BackwardChangesGradOut(_RMSNormFunctionBase):
-    """grad_out.mul_(weight): the right numbers, but computed in place in a tensor autograd owns."""
+    """grad_out.mul_(weight): the right numbers, but computed in place in a tensor autograd owns.
+    ja: grad_out.mul_(weight): 値は正しいのですが、autograd が持っているテンソルをその場で書き換えています。"""
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -524,7 +536,8 @@ class _GemmaBase(torch.nn.Module):
 
 
 class GemmaTimesWeight(_GemmaBase):
-    """Multiplies by w (Llama's gain) instead of 1 + w: Gemma stores its gains as offsets from 1."""
+    """Multiplies by w (Llama's gain) instead of 1 + w: Gemma stores its gains as offsets from 1.
+    ja: 1 + w ではなく w (Llama のゲイン) を掛けています。Gemma はゲインを 1 からのずれとして保存します。"""
 
     def forward(self, x):
         x32 = x.float()
@@ -534,7 +547,8 @@ class GemmaTimesWeight(_GemmaBase):
 
 class GemmaCastBeforeGain(_GemmaBase):
     """Llama's order: casts to x's dtype first, then multiplies by (1 + w); with float32 weights and a float16 x the
-    result is float32 where Gemma's is float16."""
+    result is float32 where Gemma's is float16.
+    ja: Llama の順序です: 先に x の dtype にキャストしてから (1 + w) を掛けています。float32 の重みと float16 の x では、Gemma なら float16 になる結果が float32 になります。"""
 
     def forward(self, x):
         x32 = x.float()
@@ -543,7 +557,8 @@ class GemmaCastBeforeGain(_GemmaBase):
 
 
 class GemmaWithoutFloat32(_GemmaBase):
-    """Every operation in x's own dtype: in float16 the squares overflow above 256 and the row becomes zeros."""
+    """Every operation in x's own dtype: in float16 the squares overflow above 256 and the row becomes zeros.
+    ja: すべての演算を x 自身の dtype で行っています。float16 では 256 を超える値の 2 乗がオーバーフローし、その行が 0 になります。"""
 
     def forward(self, x):
         y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -551,7 +566,8 @@ class GemmaWithoutFloat32(_GemmaBase):
 
 
 class GemmaEpsOutsideSqrt(_GemmaBase):
-    """x / (sqrt(mean(x^2)) + eps): eps added outside the square root."""
+    """x / (sqrt(mean(x^2)) + eps): eps added outside the square root.
+    ja: x / (sqrt(mean(x^2)) + eps): eps を平方根の外で足しています。"""
 
     def forward(self, x):
         x32 = x.float()
@@ -560,7 +576,8 @@ class GemmaEpsOutsideSqrt(_GemmaBase):
 
 
 class GemmaSubtractsMean(_GemmaBase):
-    """Subtracts the mean first, as LayerNorm does."""
+    """Subtracts the mean first, as LayerNorm does.
+    ja: LayerNorm のように、先に平均を引いています。"""
 
     def forward(self, x):
         x32 = x.float()
@@ -570,7 +587,8 @@ class GemmaSubtractsMean(_GemmaBase):
 
 
 class GemmaHardCodedEps(_GemmaBase):
-    """Hard-codes eps = 1e-5 (Llama's) instead of self.eps (Gemma's 1e-6)."""
+    """Hard-codes eps = 1e-5 (Llama's) instead of self.eps (Gemma's 1e-6).
+    ja: self.eps (Gemma の 1e-6) ではなく eps = 1e-5 (Llama の値) を直接書いています。"""
 
     def forward(self, x):
         x32 = x.float()
@@ -579,7 +597,8 @@ class GemmaHardCodedEps(_GemmaBase):
 
 
 class GemmaSumNotMean(_GemmaBase):
-    """Divides by sqrt(sum(x^2)), the L2 norm: every output sqrt(C) times too small."""
+    """Divides by sqrt(sum(x^2)), the L2 norm: every output sqrt(C) times too small.
+    ja: sqrt(sum(x^2)) (L2 ノルム) で割っています。出力がすべて sqrt(C) 倍小さくなります。"""
 
     def forward(self, x):
         x32 = x.float()

@@ -244,24 +244,28 @@ def _swiglu_cases():
 
 # ----------------------------------------------------------------------------- Llama's hidden size, in full
 def ffn_ignores_multiplier(dim, multiple_of, ffn_dim_multiplier=None):
-    """Leaves out ffn_dim_multiplier: right for Llama 2 7B and 13B, 3,328 units short for Llama-3-8B."""
+    """Leaves out ffn_dim_multiplier: right for Llama 2 7B and 13B, 3,328 units short for Llama-3-8B.
+    ja: ffn_dim_multiplier を無視しています。Llama 2 の 7B と 13B では正しいのですが、Llama-3-8B では 3,328 ユニット足りません。"""
     return config.swiglu_hidden(dim, multiple_of)
 
 
 def ffn_multiplier_after_rounding(dim, multiple_of, ffn_dim_multiplier=None):
-    """Rounds up first, then multiplies: the result is no longer a multiple of multiple_of."""
+    """Rounds up first, then multiplies: the result is no longer a multiple of multiple_of.
+    ja: 先に切り上げてから倍率を掛けています。結果が multiple_of の倍数でなくなります。"""
     hidden = multiple_of * math.ceil(int(8 * dim / 3) / multiple_of)
     return hidden if ffn_dim_multiplier is None else int(ffn_dim_multiplier * hidden)
 
 
 def ffn_multiplier_without_truncation(dim, multiple_of, ffn_dim_multiplier=None):
-    """int(multiplier * 8 * dim / 3) in one go: skips the int() of 2/3 * 4 * dim, off by one before the rounding."""
+    """int(multiplier * 8 * dim / 3) in one go: skips the int() of 2/3 * 4 * dim, off by one before the rounding.
+    ja: int(multiplier * 8 * dim / 3) を一度に計算しています。2/3 * 4 * dim の int() を飛ばすので、丸めの前に 1 ずれます。"""
     hidden = 8 * dim / 3 * (1.0 if ffn_dim_multiplier is None else ffn_dim_multiplier)
     return multiple_of * math.ceil(int(hidden) / multiple_of)
 
 
 def ffn_rounded_down(dim, multiple_of, ffn_dim_multiplier=None):
-    """Rounds down to a multiple of multiple_of: fewer parameters than the checkpoint's matrices."""
+    """Rounds down to a multiple of multiple_of: fewer parameters than the checkpoint's matrices.
+    ja: multiple_of の倍数に切り捨てています。チェックポイントの行列よりパラメータが少なくなります。"""
     hidden = int(8 * dim / 3)
     if ffn_dim_multiplier is not None:
         hidden = int(ffn_dim_multiplier * hidden)
@@ -269,7 +273,8 @@ def ffn_rounded_down(dim, multiple_of, ffn_dim_multiplier=None):
 
 
 def ffn_always_adds_a_multiple(dim, multiple_of, ffn_dim_multiplier=None):
-    """(hidden // multiple_of + 1) * multiple_of: one multiple too many when hidden is already a multiple."""
+    """(hidden // multiple_of + 1) * multiple_of: one multiple too many when hidden is already a multiple.
+    ja: (hidden // multiple_of + 1) * multiple_of: hidden がすでに倍数のとき、1 倍数ぶん多くなります。"""
     hidden = int(8 * dim / 3)
     if ffn_dim_multiplier is not None:
         hidden = int(ffn_dim_multiplier * hidden)
@@ -277,7 +282,8 @@ def ffn_always_adds_a_multiple(dim, multiple_of, ffn_dim_multiplier=None):
 
 
 def ffn_rounded_to_nearest(dim, multiple_of, ffn_dim_multiplier=None):
-    """round() to the nearest multiple instead of up."""
+    """round() to the nearest multiple instead of up.
+    ja: 切り上げではなく round() で最も近い倍数に丸めています。"""
     hidden = int(8 * dim / 3)
     if ffn_dim_multiplier is not None:
         hidden = int(ffn_dim_multiplier * hidden)
@@ -285,13 +291,15 @@ def ffn_rounded_to_nearest(dim, multiple_of, ffn_dim_multiplier=None):
 
 
 def ffn_multiplier_on_4d(dim, multiple_of, ffn_dim_multiplier=None):
-    """Applies the multiplier to 4 * dim and forgets the 2/3: a GELU-sized hidden layer, 1.5 times too wide."""
+    """Applies the multiplier to 4 * dim and forgets the 2/3: a GELU-sized hidden layer, 1.5 times too wide.
+    ja: 倍率を 4 * dim に掛け、2/3 を忘れています。GELU 用の大きさの隠れ層になり、1.5 倍広すぎます。"""
     hidden = 4 * dim if ffn_dim_multiplier is None else int(ffn_dim_multiplier * 4 * dim)
     return multiple_of * math.ceil(hidden / multiple_of)
 
 
 def ffn_multiplier_on_dim(dim, multiple_of, ffn_dim_multiplier=None):
-    """Multiplies the model width first, int(multiplier * dim), then takes 8/3 of it: the truncations differ."""
+    """Multiplies the model width first, int(multiplier * dim), then takes 8/3 of it: the truncations differ.
+    ja: 先にモデルの幅に倍率を掛け (int(multiplier * dim))、そのあと 8/3 をとっています。切り捨ての位置が違います。"""
     width = dim if ffn_dim_multiplier is None else int(ffn_dim_multiplier * dim)
     return multiple_of * math.ceil(int(8 * width / 3) / multiple_of)
 

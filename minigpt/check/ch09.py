@@ -101,8 +101,8 @@ def modern_config_also_qk_norm(base):
 
 
 def modern_config_llama3_eps(base):
-    """Also sets norm_eps=1e-6 (Llama 3's value): the epsilon must stay what the config says.
-    ja: norm_eps=1e-6 (Llama 3 の値) まで設定しています。eps は設定に書かれた値のままにします。"""
+    """Also sets norm_eps=1e-6 (Qwen2's and Qwen3's value): the epsilon must stay what the config says.
+    ja: norm_eps=1e-6 (Qwen2・Qwen3 の値) まで設定しています。eps は設定に書かれた値のままにします。"""
     return base.replace(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False, norm_eps=1e-6)
 
 

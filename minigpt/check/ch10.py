@@ -1,10 +1,12 @@
 """Chapter 10 (fast inference): attention over a KV cache, the cache itself, cached greedy
-generation, and the repeat of kv heads under grouped-query attention.
+generation, batched greedy generation with left padding, and the repeat of kv heads under
+grouped-query attention.
 
 References come from the package: `minigpt.attention.causal_mask` and `repeat_kv`,
-`minigpt.kv_cache.KVCache`, `minigpt.generate.generate`. The generation exercise runs on a small
-minigpt GPT that counts the tokens it is run on, so the checker sees not only *which* tokens come
-out but also whether the cache saved the work it should (the prompt once, then one token a step).
+`minigpt.kv_cache.KVCache`, `minigpt.generate.generate` and `generate_batch`. The generation
+exercises run on a small minigpt GPT that counts the tokens it is run on and the batch sizes it is
+called with, so the checker sees not only *which* tokens come out but also whether the cache saved
+the work it should (the prompt once, then one token a step) and whether the rows ran as one batch.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from minigpt import kv_cache
 from minigpt.attention import causal_mask, repeat_kv
 from minigpt.check import Case, Step, exercise
 from minigpt.config import GPTConfig
-from minigpt.generate import generate
+from minigpt.generate import generate, generate_batch
 from minigpt.i18n import tr
 from minigpt.model import GPT
 
@@ -254,7 +256,7 @@ class CacheFullOneTooEarly(KVCache):
 
     def update(self, layer, k, v):
         if self.pos + k.shape[2] >= self.max_len:
-            raise ValueError(f"KV cache is full (max_len={self.max_len})")
+            raise ValueError(tr("KV cache is full (max_len={m})", "KV キャッシュがいっぱいです (max_len={m})", m=self.max_len))
         return super().update(layer, k, v)
 
 
@@ -291,7 +293,8 @@ class CacheOfPerLayerBuffers(KVCache):
     def update(self, layer, k, v):
         start, end = self.pos, self.pos + k.shape[2]
         if end > self.max_len:
-            raise ValueError(f"KV cache is full: {end} positions needed, max_len={self.max_len}")
+            raise ValueError(tr("KV cache is full: {end} positions needed, max_len={m}",
+                                "KV キャッシュがいっぱいです: {end} 位置が必要ですが max_len={m} です", end=end, m=self.max_len))
         self.ks[layer][:, :, start:end].copy_(k)
         self.vs[layer][:, :, start:end].copy_(v)
         return self.ks[layer][:, :, :end], self.vs[layer][:, :, :end]
@@ -307,7 +310,7 @@ class CacheGrownByConcatenation(KVCache):
 
     def update(self, layer, k, v):
         if self.pos + k.shape[2] > self.max_len:
-            raise ValueError(f"KV cache is full: max_len={self.max_len}")
+            raise ValueError(tr("KV cache is full: max_len={m}", "KV キャッシュがいっぱいです: max_len={m}", m=self.max_len))
         self.ks[layer] = torch.cat((self.ks[layer][:, :, :self.pos], k), dim=2)
         self.vs[layer] = torch.cat((self.vs[layer][:, :, :self.pos], v), dim=2)
         return self.ks[layer], self.vs[layer]
@@ -377,15 +380,18 @@ def _cache_cases():
 
 # ----------------------------------------------------------------------------- cached greedy generation
 class CountingGPT(GPT):
-    """A minigpt GPT that counts the token positions it is run on (prompt and new tokens alike)."""
+    """A minigpt GPT that counts the token positions it is run on (prompt and new tokens alike; per row,
+    so a batch of B rows counts like one row) and records the batch size of every call."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__(cfg)
         self.tokens_run = 0
+        self.batch_sizes: list[int] = []
 
-    def forward(self, idx, targets=None, cache=None):
+    def forward(self, idx, targets=None, cache=None, attention_mask=None):
         self.tokens_run += idx.shape[1]
-        return super().forward(idx, targets, cache)
+        self.batch_sizes.append(idx.shape[0])
+        return super().forward(idx, targets, cache, attention_mask)
 
 
 def reference_generate_greedy(model, prompt: list[int], n_new: int) -> list[int]:
@@ -626,6 +632,360 @@ def _generation_cases():
         prompt = torch.randint(0, 64, (p,), generator=g).tolist()
         yield Case(args=(cfg, prompt, n), name=f"{what}, prompt {prompt}, {n} new tokens",
                    name_ja=f"{what_ja}、プロンプト {prompt}、新しいトークン {n} 個")
+
+
+# ----------------------------------------------------------------------------- batched generation, left padding
+def reference_generate_batch(model, prompts: list[list[int]], n_new: int, pad_id: int = 0) -> list[list[int]]:
+    return generate_batch(model, prompts, n_new, pad_id)
+
+
+def _as_rows(out):
+    """A tensor (B, n), or a list of tensors or of lists of ints -> a list of lists of ints (else as given)."""
+    if torch.is_tensor(out):
+        out = out.tolist()
+    if not isinstance(out, (list, tuple)):
+        return out
+    rows = []
+    for row in out:
+        if torch.is_tensor(row):
+            row = row.tolist()
+        if not (isinstance(row, (list, tuple)) and all(isinstance(t, int) or (torch.is_tensor(t) and t.numel() == 1)
+                                                      for t in row)):
+            return out
+        rows.append([int(t) for t in row])
+    return rows
+
+
+def _drive_batch_generation(fn, case: Case):
+    cfg, prompts, n_new = case.args
+    torch.manual_seed(0)
+    model = CountingGPT(cfg).eval()
+    rows = _as_rows(fn(model, [list(p) for p in prompts], n_new))  # no torch.no_grad() here, as above
+    return {"rows": rows, "lengths": [len(p) for p in prompts], "batch_sizes": sorted(set(model.batch_sizes)),
+            "model_tokens": model.tokens_run, "budget": max(len(p) for p in prompts) + n_new}
+
+
+def _compare_batch_generation(expected, got) -> str | None:
+    e, g, lengths = expected["rows"], got["rows"], expected["lengths"]
+    B, n = len(e), len(e[0])
+    if not (isinstance(g, list) and all(isinstance(row, list) for row in g)):
+        return tr("expected a list of {b} lists (one per prompt) of {n} token ids each, got {g}",
+                  "{n} 個ずつのトークン ID のリストを、プロンプトごとに 1 つ、合わせて {b} 個並べたリストが必要ですが、"
+                  "{g} でした", b=B, n=n, g=repr(g)[:80])
+    if len(g) != B:
+        return tr("expected one list of new tokens per prompt ({b} lists), got {m}",
+                  "プロンプトごとに新しいトークンのリストが 1 つ ({b} 個) 必要ですが、{m} 個でした", b=B, m=len(g))
+    wrong = [r for r in range(B) if g[r] != e[r]]
+    if wrong:
+        r = wrong[0]
+        er, gr = e[r], g[r]
+        if len(gr) != len(er):
+            text = tr("row {r} (prompt length {p}): expected {n} new tokens, got {m}: {g}",
+                      "行 {r} (プロンプトの長さ {p}): 新しいトークンが {n} 個必要ですが、{m} 個でした: {g}",
+                      r=r, p=lengths[r], n=len(er), m=len(gr), g=f"{gr[:12]}{' ...' if len(gr) > 12 else ''}")
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(er, gr)) if a != b)
+            text = tr("row {r} (prompt length {p}): the new tokens differ from step {i}: expected {e}, got {g} "
+                      "(expected in all: {a})",
+                      "行 {r} (プロンプトの長さ {p}): 新しいトークンがステップ {i} から違います: 期待 {e}、実際 {g} "
+                      "(期待される全体: {a})", r=r, p=lengths[r], i=i, e=er[i:i + 8], g=gr[i:i + 8], a=er)
+        longest = max(lengths)
+        if all(lengths[w] < longest for w in wrong):
+            text += tr(". The rows of the longest prompts are right, those with padding are not: is the padding on "
+                       "the left, and is the attention mask passed at every step, with a column of ones for each "
+                       "new token?",
+                       "。最長のプロンプトの行は正しく、パディングのある行が違います。パディングは左にありますか。"
+                       "アテンションマスクを毎ステップ渡し、新しいトークンごとに 1 の列を足していますか。")
+        return text
+    if got["batch_sizes"] != [B]:
+        return tr("the tokens are right, but the model was called with batch sizes {s}: run the {b} prompts together, "
+                  "as one left-padded batch of {b} rows with one KV cache of batch {b}",
+                  "トークンは正しいのですが、モデルがバッチサイズ {s} で呼ばれました。{b} 個のプロンプトをまとめて、"
+                  "左にパディングした {b} 行の 1 つのバッチとして、バッチ {b} の 1 つの KV キャッシュで実行してください",
+                  s=got["batch_sizes"], b=B)
+    if got["model_tokens"] > got["budget"]:
+        return tr("the tokens are right, but the model was run on {n} positions per row in all; with a KV cache it "
+                  "needs at most {b} (the padded prompts once, then one token per row and step). Is the cache used, "
+                  "and do you pass only the new tokens after the prefill?",
+                  "トークンは正しいのですが、モデルが 1 行あたり合計 {n} 個の位置で実行されました。KV キャッシュがあれば"
+                  "最大 {b} 個で済みます (パディングしたプロンプトを 1 回、そのあとは 1 ステップに各行 1 トークン)。"
+                  "キャッシュを使っていますか。プレフィルの後は新しいトークンだけを渡していますか。",
+                  n=got["model_tokens"], b=got["budget"])
+    return None
+
+
+def _pad_left(prompts, pad_id):
+    """ids and mask (B, P) long, the prompts right-aligned (a helper of the implementations below)."""
+    P = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (P - len(p)) + list(p) for p in prompts])
+    mask = torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+def generate_batch_right_padding(model, prompts, n_new, pad_id=0):
+    """Pads on the right and reads logits[:, -1]: for a shorter prompt the last column is a pad, so its first
+    prediction comes from a pad, and its new tokens land after the pads.
+    ja: 右側にパディングして logits[:, -1] を読んでいます。短いプロンプトでは最後の列がパディングなので、最初の予測がパディングから出てしまい、新しいトークンもパディングの後ろに入ります。"""
+    P = max(len(p) for p in prompts)
+    ids = torch.tensor([list(p) + [pad_id] * (P - len(p)) for p in prompts])
+    mask = torch.tensor([[1] * len(p) + [0] * (P - len(p)) for p in prompts])
+    cache = model.new_cache(len(prompts), max_len=P + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    out = []
+    for _ in range(n_new):
+        nxt = logits[:, -1].argmax(-1)
+        out.append(nxt)
+        mask = torch.cat((mask, torch.ones(len(prompts), 1, dtype=mask.dtype)), dim=1)
+        logits, _ = model(nxt[:, None], cache=cache, attention_mask=mask)
+    return torch.stack(out, dim=1).tolist()
+
+
+def generate_batch_without_mask(model, prompts, n_new, pad_id=0):
+    """Left-pads but passes no attention_mask: the real tokens attend to the pads, and every row counts its
+    positions from the first column, pads included.
+    ja: 左にパディングしていますが attention_mask を渡していません。本物のトークンがパディングにアテンションし、どの行も位置をパディングを含む最初の列から数えます。"""
+    ids, _ = _pad_left(prompts, pad_id)
+    cache = model.new_cache(len(prompts), max_len=ids.shape[1] + n_new)
+    logits, _ = model(ids, cache=cache)
+    out = []
+    for _ in range(n_new):
+        nxt = logits[:, -1].argmax(-1)
+        out.append(nxt)
+        logits, _ = model(nxt[:, None], cache=cache)
+    return torch.stack(out, dim=1).tolist()
+
+
+def generate_batch_mask_only_at_prefill(model, prompts, n_new, pad_id=0):
+    """Passes the attention mask to the prefill only: from the first new token on, the pads are attended to
+    again and the positions are those of the padded row.
+    ja: アテンションマスクをプレフィルにしか渡していません。最初の新しいトークンからは再びパディングにアテンションし、位置もパディングを含めた行のものになります。"""
+    ids, mask = _pad_left(prompts, pad_id)
+    cache = model.new_cache(len(prompts), max_len=ids.shape[1] + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    out = []
+    for _ in range(n_new):
+        nxt = logits[:, -1].argmax(-1)
+        out.append(nxt)
+        logits, _ = model(nxt[:, None], cache=cache)
+    return torch.stack(out, dim=1).tolist()
+
+
+def generate_batch_mask_not_extended(model, prompts, n_new, pad_id=0):
+    """Passes the prefill's mask (B, P) at every step: it must cover every position so far, so it needs a
+    column of ones for each new token.
+    ja: 毎ステップ、プレフィルのときのマスク (B, P) を渡しています。マスクはこれまでのすべての位置を覆う必要があるので、新しいトークンごとに 1 の列を足さなければなりません。"""
+    ids, mask = _pad_left(prompts, pad_id)
+    cache = model.new_cache(len(prompts), max_len=ids.shape[1] + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    out = []
+    for _ in range(n_new):
+        nxt = logits[:, -1].argmax(-1)
+        out.append(nxt)
+        logits, _ = model(nxt[:, None], cache=cache, attention_mask=mask)
+    return torch.stack(out, dim=1).tolist()
+
+
+def generate_batch_pads_counted_as_real(model, prompts, n_new, pad_id=0):
+    """The mask is all ones (torch.ones_like(ids)): the pads count as real tokens.
+    ja: マスクがすべて 1 です (torch.ones_like(ids))。パディングが本物のトークンとして数えられます。"""
+    ids, _ = _pad_left(prompts, pad_id)
+    mask = torch.ones_like(ids)
+    cache = model.new_cache(len(prompts), max_len=ids.shape[1] + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    out = []
+    for _ in range(n_new):
+        nxt = logits[:, -1].argmax(-1)
+        out.append(nxt)
+        mask = torch.cat((mask, torch.ones_like(mask[:, :1])), dim=1)
+        logits, _ = model(nxt[:, None], cache=cache, attention_mask=mask)
+    return torch.stack(out, dim=1).tolist()
+
+
+def generate_batch_one_row_at_a_time(model, prompts, n_new, pad_id=0):
+    """Right tokens, but the prompts run one after another, each with its own cache of batch 1: no batching.
+    ja: トークンは正しいのですが、プロンプトを 1 つずつ、それぞれバッチ 1 のキャッシュで順に実行しています。バッチになっていません。"""
+    rows = []
+    for p in prompts:
+        cache = model.new_cache(1, max_len=len(p) + n_new)
+        logits, _ = model(torch.tensor([p]), cache=cache)
+        row = []
+        for _ in range(n_new):
+            row.append(int(logits[0, -1].argmax()))
+            logits, _ = model(torch.tensor([row[-1:]]), cache=cache)
+        rows.append(row)
+    return rows
+
+
+def generate_batch_rows_share_one_cache(model, prompts, n_new, pad_id=0):
+    """One cache of batch 1 for all the prompts, run one after another: each row after the first also sees the
+    keys and values of the rows before it.
+    ja: すべてのプロンプトでバッチ 1 のキャッシュを 1 つだけ使い、順に実行しています。2 行目以降は、それより前の行のキーとバリューも見てしまいます。"""
+    cache = model.new_cache(1, max_len=sum(len(p) + n_new for p in prompts))  # room for every row
+    rows = []
+    for p in prompts:
+        logits, _ = model(torch.tensor([p]), cache=cache)
+        row = []
+        for _ in range(n_new):
+            row.append(int(logits[0, -1].argmax()))
+            logits, _ = model(torch.tensor([row[-1:]]), cache=cache)
+        rows.append(row)
+    return rows
+
+
+def generate_batch_without_cache(model, prompts, n_new, pad_id=0):
+    """Right tokens, but the whole padded context is run through the model at every step (no KV cache).
+    ja: トークンは正しいのですが、毎ステップ、パディングした文脈全体をモデルに通しています (KV キャッシュなし)。"""
+    ids, mask = _pad_left(prompts, pad_id)
+    out = []
+    for _ in range(n_new):
+        logits, _ = model(ids, attention_mask=mask)
+        nxt = logits[:, -1:].argmax(-1)
+        out.append(nxt)
+        ids, mask = torch.cat((ids, nxt), dim=1), torch.cat((mask, torch.ones_like(nxt)), dim=1)
+    return torch.cat(out, dim=1).tolist()
+
+
+def generate_batch_returns_the_prompt_too(model, prompts, n_new, pad_id=0):
+    """Returns the padded prompts followed by the new tokens instead of the new tokens only.
+    ja: 新しいトークンだけでなく、パディングしたプロンプトの後ろに新しいトークンを付けて返しています。"""
+    ids, mask = _pad_left(prompts, pad_id)
+    cache = model.new_cache(len(prompts), max_len=ids.shape[1] + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    for _ in range(n_new):
+        nxt = logits[:, -1:].argmax(-1)
+        ids, mask = torch.cat((ids, nxt), dim=1), torch.cat((mask, torch.ones_like(nxt)), dim=1)
+        logits, _ = model(nxt, cache=cache, attention_mask=mask)
+    return ids.tolist()
+
+
+def generate_batch_argmax_over_positions(model, prompts, n_new, pad_id=0):
+    """logits.argmax(dim=1)[:, -1]: the argmax over the positions, not over the vocabulary.
+    ja: logits.argmax(dim=1)[:, -1]: 語彙ではなく位置についての argmax です。"""
+    ids, mask = _pad_left(prompts, pad_id)
+    cache = model.new_cache(len(prompts), max_len=ids.shape[1] + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    out = []
+    for _ in range(n_new):
+        nxt = logits.argmax(dim=1)[:, -1]
+        out.append(nxt)
+        mask = torch.cat((mask, torch.ones_like(mask[:, :1])), dim=1)
+        logits, _ = model(nxt[:, None], cache=cache, attention_mask=mask)
+    return torch.stack(out, dim=1).tolist()
+
+
+def generate_batch_switches_grad_off(model, prompts, n_new, pad_id=0):
+    """torch.set_grad_enabled(False) at the top instead of @torch.no_grad(): the tokens are right, but gradients
+    stay off for the rest of the notebook (training then fails).
+    ja: @torch.no_grad() の代わりに冒頭で torch.set_grad_enabled(False) としています。トークンは正しいのですが、ノートブックの残りでも勾配がオフのままです (学習が失敗します)。"""
+    torch.set_grad_enabled(False)
+    ids, mask = _pad_left(prompts, pad_id)
+    cache = model.new_cache(len(prompts), max_len=ids.shape[1] + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    out = []
+    for _ in range(n_new):
+        nxt = logits[:, -1].argmax(-1)
+        out.append(nxt)
+        mask = torch.cat((mask, torch.ones_like(mask[:, :1])), dim=1)
+        logits, _ = model(nxt[:, None], cache=cache, attention_mask=mask)
+    return torch.stack(out, dim=1).tolist()
+
+
+@torch.no_grad()
+def generate_batch_bool_mask_with_cat(model, prompts, n_new, pad_id=0):
+    """Correct: a bool mask grown with torch.cat, the new tokens kept as a (B, 1) tensor, rows as tensors."""
+    device = model.tok_emb.weight.device
+    B, P = len(prompts), max(len(p) for p in prompts)
+    ids = torch.full((B, P), pad_id, device=device)
+    mask = torch.zeros(B, P, dtype=torch.bool, device=device)
+    for b, p in enumerate(prompts):
+        ids[b, P - len(p):] = torch.tensor(p, device=device)
+        mask[b, P - len(p):] = True
+    cache = model.new_cache(batch_size=B, max_len=P + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    new = []
+    for _ in range(n_new):
+        nxt = logits[:, -1:].argmax(dim=-1)  # (B, 1)
+        new.append(nxt)
+        mask = torch.cat((mask, torch.ones(B, 1, dtype=torch.bool, device=device)), dim=1)
+        logits, _ = model(nxt, cache=cache, attention_mask=mask)
+    return list(torch.cat(new, dim=1))  # B tensors of n_new ids: the checker accepts them
+
+
+@torch.no_grad()
+def generate_batch_long_mask_preallocated(model, prompts, n_new, pad_id=0):
+    """Correct: ids and a long mask preallocated for all P + n_new columns, sliced to the positions so far."""
+    B, P = len(prompts), max(len(p) for p in prompts)
+    ids = torch.full((B, P + n_new), pad_id, dtype=torch.long)
+    mask = torch.zeros(B, P + n_new, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, P - len(p):P] = torch.tensor(p)
+        mask[b, P - len(p):] = 1  # the new columns are real tokens too
+    cache = model.new_cache(B, max_len=P + n_new - 1)
+    logits, _ = model(ids[:, :P], cache=cache, attention_mask=mask[:, :P])
+    for step in range(n_new):
+        ids[:, P + step] = logits[:, -1].argmax(-1)
+        if step < n_new - 1:
+            S = P + step + 1
+            logits, _ = model(ids[:, S - 1:S], cache=cache, attention_mask=mask[:, :S])
+    return ids[:, P:].tolist()
+
+
+@torch.no_grad()
+def generate_batch_right_padded_read_at_each_end(model, prompts, n_new, pad_id=0):
+    """Correct: right padding works too when the first prediction is read at each row's last real token; the
+    new tokens then go after the pads, which the mask hides (the positions come from the mask, not the column)."""
+    B, P = len(prompts), max(len(p) for p in prompts)
+    ids = torch.tensor([list(p) + [pad_id] * (P - len(p)) for p in prompts])
+    mask = torch.tensor([[1] * len(p) + [0] * (P - len(p)) for p in prompts])
+    last = torch.tensor([len(p) - 1 for p in prompts])
+    cache = model.new_cache(B, max_len=P + n_new)
+    logits, _ = model(ids, cache=cache, attention_mask=mask)
+    nxt = logits[torch.arange(B), last].argmax(-1)  # (B,): each row's own last real token
+    out = [nxt]
+    for _ in range(n_new - 1):
+        mask = torch.cat((mask, torch.ones(B, 1, dtype=mask.dtype)), dim=1)
+        logits, _ = model(nxt[:, None], cache=cache, attention_mask=mask)
+        nxt = logits[:, -1].argmax(-1)
+        out.append(nxt)
+    return torch.stack(out, dim=1).tolist()
+
+
+@exercise("ch10.generate_batch", reference=reference_generate_batch, also_reference=(generate_batch,),
+          run=_drive_batch_generation, compare=_compare_batch_generation, uses_device=False,
+          wrong=[generate_batch_right_padding, generate_batch_without_mask, generate_batch_mask_only_at_prefill,
+                 generate_batch_mask_not_extended, generate_batch_pads_counted_as_real,
+                 generate_batch_one_row_at_a_time, generate_batch_rows_share_one_cache, generate_batch_without_cache,
+                 generate_batch_returns_the_prompt_too, generate_batch_argmax_over_positions,
+                 generate_batch_switches_grad_off],
+          correct=[generate_batch_bool_mask_with_cat, generate_batch_long_mask_preallocated,
+                   generate_batch_right_padded_read_at_each_end],
+          covers="GPT-2 style (learned positions) and RoPE models, grouped-query attention through SDPA, 4 prompts "
+                 "of unequal lengths with a 1-token one and two of the longest length, 8 to 12 new tokens, the batch "
+                 "size the model is called with (all rows at once) and the positions it is run on (the cache must "
+                 "save work)",
+          hint="left-pad: ids (B, P) with pad_id before each prompt and a mask (B, P), 1 on the real tokens; one "
+               "cache = model.new_cache(B, max_len=P + n_new); prefill model(ids, cache=cache, attention_mask=mask); "
+               "then repeat: next = logits[:, -1].argmax(-1) (B,), add a column of ones to the mask, and run "
+               "model(next[:, None], cache=cache, attention_mask=mask). Return each row's n_new new tokens.",
+          hint_ja="左にパディングします: 各プロンプトの前に pad_id を置いた ids (B, P) と、本物のトークンが 1 のマスク "
+                  "(B, P)。キャッシュは cache = model.new_cache(B, max_len=P + n_new) の 1 つだけです。"
+                  "model(ids, cache=cache, attention_mask=mask) でプレフィルし、そのあとは next = logits[:, -1].argmax(-1) "
+                  "(B,) をとり、マスクに 1 の列を 1 つ足して model(next[:, None], cache=cache, attention_mask=mask) を"
+                  "繰り返します。返すのは各行の新しい n_new 個のトークンです。")
+def _batch_generation_cases():
+    base = dict(vocab_size=64, block_size=48, n_layer=2, n_head=4, n_embd=32, init_std=0.3, tie_weights=False)
+    modern = dict(norm="rmsnorm", mlp="swiglu", pos="rope", bias=False)
+    g = torch.Generator().manual_seed(14)
+    for cfg, lengths, n, what, what_ja in [
+            # init_std 0.5: at 0.3 this GPT-2 model predicts a few tokens after almost any context, so the
+            # prediction read at a pad (right padding) can match by chance
+            (GPTConfig(**{**base, "init_std": 0.5}), (5, 1, 3, 5), 8, "GPT-2 style (learned positions)", "GPT-2 型 (学習される位置埋め込み)"),
+            (GPTConfig(**base, **modern), (2, 7, 1, 7), 12, "modern (RoPE)", "モダン (RoPE)"),
+            (GPTConfig(**base, **modern, n_kv_head=2, attn_impl="sdpa"), (1, 6, 3, 6), 8,
+             "modern, grouped-query attention, SDPA", "モダン、grouped-query attention、SDPA")]:
+        prompts = [torch.randint(0, 64, (p,), generator=g).tolist() for p in lengths]
+        yield Case(args=(cfg, prompts, n), name=f"{what}, prompts {prompts}, {n} new tokens",
+                   name_ja=f"{what_ja}、プロンプト {prompts}、新しいトークン {n} 個")
 
 
 # ----------------------------------------------------------------------------- repeat_kv

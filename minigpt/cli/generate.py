@@ -15,8 +15,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default="", help="the text to continue (default: start a new document)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default 200)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random (default 0.8)")
-    p.add_argument("--top-k", type=int, default=50, help="draw from the k most likely tokens only (0 = all; default 50)")
-    p.add_argument("--top-p", type=float, help="draw from the smallest set of tokens with this total probability")
+    # the defaults are what the capstone's sampling grid chose on its model (docs/capstone.md, "Sampling defaults"):
+    # temperature 0.8, neither top-k nor top-p
+    p.add_argument("--top-k", type=int, default=0, help="draw from the k most likely tokens only (default 0 = all)")
+    p.add_argument("--top-p", type=float, help="draw from the smallest set of tokens with this total probability "
+                                               "(default: all tokens)")
     p.add_argument("--seed", type=int, help="random seed: the same seed gives the same text")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (no KV cache)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
