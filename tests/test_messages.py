@@ -143,21 +143,32 @@ def test_every_minigpt_error_is_built_from_tr():
     assert not bad, "messages not written with tr(en, ja):\n" + "\n".join(bad)
 
 
+def _english_builtin_raises(tree):
+    """(line, exception name, message source) of every built-in exception raised with a literal that has words."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            call, name = node.exc, _name(node.exc.func)
+            if name in BUILTIN_ERRORS and call.args and _has_words(call.args[0]):
+                yield node.lineno, name, ast.unparse(call.args[0])
+
+
+def test_the_builtin_scan_can_fail():
+    tree = ast.parse('raise ValueError(f"split must be train or val, got {s!r}")\n'
+                     'raise KeyError(tr("no exercise {n}", "演習 {n} はありません", n=n))\n'
+                     'raise TypeError(str(e))\n')
+    assert [(line, name) for line, name, _ in _english_builtin_raises(tree)] == [(1, "ValueError")]
+
+
 def test_builtin_errors_with_words_are_built_from_tr():
     """A ValueError or KeyError a learner reads (a wrong split, an unknown exercise name) is bilingual too:
     raising a built-in exception with an English literal fails unless BUILTIN_RAISE_ALLOWLIST says why."""
     bad, used = [], set()
     for rel, tree in _modules():
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
-                continue
-            call, name = node.exc, _name(node.exc.func)
-            if name not in BUILTIN_ERRORS or not call.args or not _has_words(call.args[0]):
-                continue
+        for lineno, name, text in _english_builtin_raises(tree):
             if (rel, name) in BUILTIN_RAISE_ALLOWLIST:
                 used.add((rel, name))
                 continue
-            bad.append(f"{rel}:{node.lineno}: {name}({ast.unparse(call.args[0])[:70]})")
+            bad.append(f"{rel}:{lineno}: {name}({text[:70]})")
     assert not bad, "built-in exceptions raised with English-only text (use tr(en, ja)):\n" + "\n".join(bad)
     assert used == set(BUILTIN_RAISE_ALLOWLIST), f"stale allowlist entries: {set(BUILTIN_RAISE_ALLOWLIST) - used}"
 
