@@ -55,7 +55,8 @@ WORK = ROOT / "runs" / "capstone"
 
 # The recipe (docs/capstone.md has the sweep that chose it, and why it is this short).
 RECIPE = dict(vocab_size=8000, n_layer=4, n_head=4, n_embd=192, dropout=0.0, seq_len=128, batch_size=16,
-              steps=4000, lr=2e-3, min_lr=2e-4, warmup=100, weight_decay=0.1, seed=1337, eval_interval=200)
+              steps=4000, lr=2e-3, min_lr=2e-4, warmup=100, weight_decay=0.1, seed=1337, eval_interval=200,
+              train_order="id")
 PROMPTS = ["私の父は", "今日は", "彼女は", "東京で", "この本は", "明日"]
 
 
@@ -64,26 +65,30 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- data
-def prepare(vocab_size: int, work: Path | None = None, progress: bool = True):
-    """Tokenizer + shards for Tatoeba at `vocab_size`; returns (shards folder, tokenizer model path)."""
+def prepare(vocab_size: int, work: Path | None = None, progress: bool = True, order: str = "id"):
+    """Tokenizer + shards for Tatoeba at `vocab_size`; returns (shards folder, tokenizer model path).
+
+    `order` is the order of the training sentences in their shard (minigpt.datasets.load_tatoeba: "id" or
+    "stride"); the tokenizer is trained on the sentences in id order either way, so both orders share it."""
     from minigpt.datasets import load_tatoeba
     from minigpt.shards import read_meta, write_shards
     from minigpt.tokenizer import load_tokenizer, train_sentencepiece
 
     work = work or ROOT / "runs" / "capstone"  # shared by trial runs: the tokenizers and shards are the same
     tok_path = work / "tokenizer" / f"tatoeba{vocab_size // 1000}k.model"
-    shards = work / f"shards{vocab_size // 1000}k"
+    shards = work / (f"shards{vocab_size // 1000}k" + ("" if order == "id" else f"-{order}"))
     done = False
     if tok_path.is_file() and (shards / "meta.json").is_file():
         meta = read_meta(shards)
         done = all(meta["splits"].get(s, {}).get("complete") for s in ("train", "val"))
     if done:
         return shards, tok_path
-    train_docs = load_tatoeba("train", progress=progress)
     val_docs = load_tatoeba("val", progress=progress)
     if not tok_path.is_file():
+        train_docs = load_tatoeba("train", progress=progress)
         log(f"training SentencePiece ({vocab_size} pieces) on {len(train_docs):,} sentences")
         train_sentencepiece(train_docs, tok_path.with_suffix(""), vocab_size=vocab_size)
+    train_docs = load_tatoeba("train", progress=False, order=order)
     tok = load_tokenizer(str(tok_path))
     for split, docs in (("train", train_docs), ("val", val_docs)):
         write_shards(docs, tok, shards, split, workers=1, progress=progress)
@@ -136,7 +141,7 @@ def run(settings: dict, out: Path, progress: bool = True) -> dict:
     from minigpt.shards import load_shard_data
     from minigpt.train import TrainConfig, train
 
-    shards, tok_path = prepare(settings["vocab_size"], progress=progress)
+    shards, tok_path = prepare(settings["vocab_size"], progress=progress, order=settings["train_order"])
     data = load_shard_data(shards)
     # Tatoeba is small (a few MB of tokens): train from the streams in memory. With one shard,
     # ShardedTokens.get_batch draws exactly these windows (minigpt.shards).
@@ -178,7 +183,7 @@ def settings_from(args) -> dict:
 
 
 SWEEP_FIELDS = ["name", "vocab_size", "n_layer", "n_head", "n_embd", "dropout", "seq_len", "batch_size", "steps", "eval_interval",
-                "lr", "min_lr", "warmup", "weight_decay", "seed", "params_M", "epochs", "train_loss", "val_loss",
+                "lr", "min_lr", "warmup", "weight_decay", "seed", "train_order", "params_M", "epochs", "train_loss", "val_loss",
                 "val_bpc", "val_bpc_full", "train_s", "cpu_s", "threads", "load_avg", "note"]
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from minigpt import corpus
-from minigpt.corpus import CorpusError, is_val_id
+from minigpt.corpus import VAL_MODULUS, CorpusError, is_val_id
 from minigpt.errors import ConfigError, DownloadError
 from minigpt.files import is_sha256, sha256_file
 from minigpt.i18n import tr
@@ -63,6 +63,7 @@ __all__ = [
     "fetch_tatoeba",
     "iter_tatoeba",
     "load_tatoeba",
+    "TATOEBA_ORDERS",
     "stream_c4_ja",
     "stream_wikipedia_ja",
     "iter_local_documents",
@@ -393,23 +394,46 @@ def iter_tatoeba(path, lang: str = "jpn") -> Iterator[tuple[int, str]]:
                                    path=path, kind=type(e).__name__, e=e)) from None
 
 
+TATOEBA_ORDERS = ("id", "stride")
+
+
 def load_tatoeba(split: str = "train", *, url: str | None = None, cache_dir=None, progress: bool = True,
-                 sha256: str | None = None, limit: int | None = None) -> list[str]:
+                 sha256: str | None = None, limit: int | None = None, order: str = "id") -> list[str]:
     """Tatoeba's Japanese sentences of ``split`` ("train", "val" or "all"), one document each.
 
     A sentence is validation when ``id % 20 == 19``. ``limit`` keeps the first N of the split.
+
+    ``order``: "id" lists the sentences as the export does, by id. "stride" lists them by ``(id % 20, id)``:
+    twenty runs, and inside each run neighbours are 20 ids apart. Why it matters: sentences with nearby ids are
+    often related (one contributor's series, variants of one sentence), and a model trained on a stream in id
+    order learns to copy from the sentence before; the validation split, one id in 20, has neighbours 20 ids
+    apart. "stride" gives the training stream the same distance (chapter 12, docs/capstone.md).
     """
     if split not in ("train", "val", "all"):
         raise ValueError(tr("split must be 'train', 'val' or 'all', got {split!r}",
                             "split は 'train'、'val'、'all' のどれかにしてください ({split!r} が渡されました)", split=split))
+    if order not in TATOEBA_ORDERS:
+        raise ValueError(tr("order must be 'id' or 'stride', got {order!r}",
+                            "order は 'id' か 'stride' にしてください ({order!r} が渡されました)", order=order))
     path = fetch_tatoeba(url, cache_dir, progress, sha256)
-    docs = []
+    rows = []
     for sid, text in iter_tatoeba(path):
         if split == "all" or is_val_id(sid) == (split == "val"):
-            docs.append(text)
-            if limit is not None and len(docs) >= limit:
+            rows.append((sid, text))
+            if limit is not None and len(rows) >= limit:
                 break
-    return docs
+    if order == "stride":
+        rows.sort(key=lambda row: _stride_key(row[0]))
+    return [text for _, text in rows]
+
+
+def _stride_key(sid) -> tuple[int, int]:
+    """(id % 20, id) for numeric ids; non-numeric ones keep their place at the end."""
+    try:
+        n = int(sid)
+    except (TypeError, ValueError):
+        return (VAL_MODULUS, 0)
+    return (n % VAL_MODULUS, n)
 
 
 # --------------------------------------------------------------------------- Hugging Face datasets

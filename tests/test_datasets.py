@@ -243,6 +243,21 @@ def test_tatoeba_through_a_loopback_server_splits_by_id_and_prints_the_attributi
     assert 0 < len(val) < len(train) and len(ids) == 3000
 
 
+def test_tatoeba_in_stride_order_puts_neighbours_20_ids_apart(slice_bytes, tmp_path):
+    src = tmp_path / "jpn_sentences.tsv.bz2"
+    src.write_bytes(slice_bytes)
+    by_id = ds.load_tatoeba("train", url=src.as_uri(), progress=False)
+    strided = ds.load_tatoeba("train", url=src.as_uri(), progress=False, order="stride")
+    assert sorted(strided) == sorted(by_id) and strided != by_id  # the same sentences, in another order
+    text_to_id = {t: sid for sid, t in ds.iter_tatoeba(src)}
+    ids = [text_to_id[t] for t in strided]
+    assert ids == sorted(ids, key=lambda n: (n % 20, n))
+    gaps = [b - a for a, b in zip(ids, ids[1:]) if a % 20 == b % 20]
+    assert gaps and all(g % 20 == 0 for g in gaps) and max(gaps) >= 20
+    with pytest.raises(ValueError, match="order"):
+        ds.load_tatoeba("train", url=src.as_uri(), progress=False, order="shuffled")
+
+
 def test_tatoeba_through_a_file_url(slice_bytes, tmp_path):
     src = tmp_path / "jpn_sentences.tsv.bz2"
     src.write_bytes(slice_bytes)
