@@ -381,8 +381,11 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", metavar="NAME", help="a sweep run: append a row to --sweep-csv, no results files")
     p.add_argument("--sweep-csv", default=str(RESULTS / "capstone_sweep.csv"))
     p.add_argument("--measure-tokenizers", action="store_true", help="only measure the tokenizers")
+    from minigpt.datasets import TATOEBA_ORDERS
+
     for k, v in RECIPE.items():
-        p.add_argument("--" + k.replace("_", "-"), dest=k, type=type(v))
+        p.add_argument("--" + k.replace("_", "-"), dest=k, type=type(v),
+                       choices=TATOEBA_ORDERS if k == "train_order" else None)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--results", help="write the results here instead of experiments/results (a trial run)")
     p.add_argument("--no-progress", action="store_true")

@@ -404,7 +404,8 @@ def load_tatoeba(split: str = "train", *, url: str | None = None, cache_dir=None
     A sentence is validation when ``id % 20 == 19``. ``limit`` keeps the first N of the split.
 
     ``order``: "id" lists the sentences as the export does, by id. "stride" lists them by ``(id % 20, id)``:
-    twenty runs, and inside each run neighbours are 20 ids apart. Why it matters: sentences with nearby ids are
+    one run for each value of ``id % 20`` (19 in the training split), and inside a run neighbours are 20 ids
+    apart. ``limit`` is applied first, in id order. Why it matters: sentences with nearby ids are
     often related (one contributor's series, variants of one sentence), and a model trained on a stream in id
     order learns to copy from the sentence before; the validation split, one id in 20, has neighbours 20 ids
     apart. "stride" gives the training stream the same distance (chapter 12, docs/capstone.md).
@@ -422,18 +423,9 @@ def load_tatoeba(split: str = "train", *, url: str | None = None, cache_dir=None
             rows.append((sid, text))
             if limit is not None and len(rows) >= limit:
                 break
-    if order == "stride":
-        rows.sort(key=lambda row: _stride_key(row[0]))
+    if order == "stride":  # iter_tatoeba's ids are integers
+        rows.sort(key=lambda row: (row[0] % VAL_MODULUS, row[0]))
     return [text for _, text in rows]
-
-
-def _stride_key(sid) -> tuple[int, int]:
-    """(id % 20, id) for numeric ids; non-numeric ones keep their place at the end."""
-    try:
-        n = int(sid)
-    except (TypeError, ValueError):
-        return (VAL_MODULUS, 0)
-    return (n % VAL_MODULUS, n)
 
 
 # --------------------------------------------------------------------------- Hugging Face datasets
