@@ -56,7 +56,7 @@ WORK = ROOT / "runs" / "capstone"
 # The recipe (docs/capstone.md has the sweep that chose it, and why it is this short).
 RECIPE = dict(vocab_size=8000, n_layer=4, n_head=4, n_embd=192, dropout=0.0, seq_len=128, batch_size=16,
               steps=4000, lr=2e-3, min_lr=2e-4, warmup=100, weight_decay=0.1, seed=1337, eval_interval=200,
-              train_order="id")
+              train_order="stride")
 PROMPTS = ["私の父は", "今日は", "彼女は", "東京で", "この本は", "明日"]
 
 
@@ -302,15 +302,22 @@ def choose_sampling(rows: list[dict]) -> dict:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu, family = platform.processor() or platform.machine(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and cpu == (platform.processor() or platform.machine()):
+                cpu = value.strip()
+            elif key in ("cpu family", "model") and key not in family:
+                family[key] = value.strip()
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    if family:  # "AMD EPYC" names both a Zen 3 (AVX2) and a Zen 4 (AVX-512): family/model tell them apart
+        cpu += f" (family {family.get('cpu family', '?')}, model {family.get('model', '?')})"
+    # the vector code PyTorch runs (AVX2 or AVX512 on x86): the same recipe runs at another pace on each
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "os": platform.system()}
 
 
