@@ -48,6 +48,7 @@ from pathlib import Path
 
 from minigpt.errors import ConfigError
 from minigpt.i18n import lang, tr
+from minigpt.notebook import NOTEBOOK_ENV
 
 __all__ = ["ExerciseStatus", "NotebookProgress", "find_exercises", "run_progress", "format_table",
            "to_json", "collect", "format_collected", "STATUSES"]
@@ -63,9 +64,8 @@ DEFAULT_TIMEOUT = 30.0
 _EXERCISE_RE = re.compile(r"""(\w+)\s*=\s*check\(\s*["'](ch\d\d\.\w+)["']\s*,\s*(\w+)\s*[,)]""")
 _REGISTER_RE = re.compile(r"""@exercise\(\s*["'](ch\d\d\.\w+)["']""")
 _NOTEBOOK_RE = re.compile(r"^(\d\d)_\w+\.ipynb$")
-# minigpt.notebook.NOTEBOOK_ENV (the environment of the notebooks under test); written out, not imported,
-# because minigpt.notebook imports this module for its progress() (tests/test_progress.py keeps them equal)
-CHILD_ENV = {"MINIGPT_CI": "1", "PYTHONHASHSEED": "0", "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# the environment of the notebooks under test (minigpt.notebook imports this module only inside its progress())
+CHILD_ENV = dict(NOTEBOOK_ENV)
 
 
 def _status_text(status: str) -> str:

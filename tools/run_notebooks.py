@@ -5,7 +5,9 @@
 
 Each notebook runs top to bottom in a fresh kernel of this Python, from its own folder, with the
 same environment as `make test-notebooks` (MINIGPT_CI=1: one torch thread; PYTHONHASHSEED=0; no
-progress bars), so the stored outputs are reproduced bit for bit by the tests on the same machine.
+progress bars; PyTorch's and MKL's CPU code pinned to AVX2), so the stored outputs are reproduced bit for bit
+by the tests on a machine with the same float code (minigpt.notebook.float_code(), stored in the notebook's
+metadata). Run `tools/mark_cpu_dependent.py` afterwards when a code cell changed what it prints.
 Cells tagged `nbval-skip` are not run here either (they need the network, or Colab) and keep no
 output. Run `make exercises` afterwards (`make notebooks` does both).
 """
@@ -18,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from minigpt.notebook import notebook_env  # the environment `make test-notebooks` uses too
+from minigpt.notebook import float_code, notebook_env  # the environment `make test-notebooks` uses too
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +64,9 @@ def run_notebook(path: Path, timeout: int = 600) -> float:
     if "language_info" in nb.metadata:
         nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    # the float code the outputs were made on: elsewhere the tests skip comparing its CPU-dependent cells
+    # (minigpt.notebook.compares_outputs; tools/mark_cpu_dependent.py lists those cells)
+    nb.metadata.setdefault("minigpt", {})["outputs_made_on"] = float_code()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     text = nbformat.writes(nb)
