@@ -2,15 +2,14 @@
 
     make capstone        # = .venv/bin/python experiments/capstone.py --threads 2
 
-The committed results (experiments/results/capstone*.{csv,json,jsonl,png}) were made on 2026-12-02 with
+The committed results (experiments/results/capstone*.{csv,json,jsonl,png}) were made on 2026-12-02 by
 
-    MINIGPT_TATOEBA_URL=file:///work/shared/data/tatoeba/jpn_sentences.tsv.bz2 \
-        .venv/bin/python experiments/capstone.py --threads 2 --no-progress
+    MINIGPT_TATOEBA_URL=file:///work/shared/data/tatoeba/jpn_sentences.tsv.bz2 make capstone
 
-on the course's otherwise idle 2-core CPU (load average 0.5 at the start): 28.2 minutes of wall time for
-training (55.4 of CPU time); 3.325 bits per character on the whole validation split (the target, 3.2, is not
-reached: docs/capstone.md says what was tried and what to try next). `capstone.json` records the machine and
-both times; docs/capstone.md ("Reproducing it") how far a rerun lands from it.
+in a fresh clone, on an otherwise idle 2-core AMD EPYC with AVX2 only: 3.142 bits per character on the whole
+validation split (the target is at most 3.2), 49.9 minutes of wall time for training (96.5 of CPU time; 30.2
+minutes on an AVX-512 EPYC, where the same recipe first gave 3.144: capstone_stride.json). `capstone.json`
+records the machine and both times; docs/capstone.md ("Reproducing it") how far a rerun lands from it.
 
 Offline (as the course machines and CI run it) point the download at a mirror first:
 

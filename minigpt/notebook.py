@@ -87,7 +87,8 @@ def compares_outputs(notebook_metadata: dict, cell_id: str | None, here: str | N
     made_on = meta.get("outputs_made_on")
     if made_on is None or made_on == (here or float_code()):
         return True
-    return cell_id not in meta.get("cpu_dependent_cells", [])
+    # cpu_dependent_seen: cells seen to differ on another CPU although the perturbation did not move them
+    return cell_id not in {*meta.get("cpu_dependent_cells", []), *meta.get("cpu_dependent_seen", [])}
 
 
 def notebook_env(repo_root: str | os.PathLike) -> dict[str, str]:
