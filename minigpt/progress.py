@@ -48,7 +48,7 @@ from pathlib import Path
 
 from minigpt.errors import ConfigError
 from minigpt.i18n import lang, tr
-from minigpt.notebook import NOTEBOOK_ENV
+from minigpt.notebook_env import NOTEBOOK_ENV
 
 __all__ = ["ExerciseStatus", "NotebookProgress", "find_exercises", "run_progress", "format_table",
            "to_json", "collect", "format_collected", "STATUSES"]
@@ -64,7 +64,7 @@ DEFAULT_TIMEOUT = 30.0
 _EXERCISE_RE = re.compile(r"""(\w+)\s*=\s*check\(\s*["'](ch\d\d\.\w+)["']\s*,\s*(\w+)\s*[,)]""")
 _REGISTER_RE = re.compile(r"""@exercise\(\s*["'](ch\d\d\.\w+)["']""")
 _NOTEBOOK_RE = re.compile(r"^(\d\d)_\w+\.ipynb$")
-# the environment of the notebooks under test (minigpt.notebook imports this module only inside its progress())
+# the environment of the notebooks under test
 CHILD_ENV = dict(NOTEBOOK_ENV)
 
 

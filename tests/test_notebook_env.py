@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from minigpt.notebook import NOTEBOOK_ENV, _has_avx2
+from minigpt.notebook_env import NOTEBOOK_ENV, _has_avx2
 
 PROBE = """
 import torch
