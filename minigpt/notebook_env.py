@@ -31,10 +31,10 @@ def _has_avx2() -> bool:
 
 
 # x86-64 CPUs differ in vector width (AVX2 adds 8 floats at a time, AVX-512 16), and PyTorch's own kernels
-# choose their code by the CPU: a sum then adds in another order, and a 400-step training ends 0.01-0.05 nats
+# choose their code by the CPU: a sum then adds in another order, and a 400-step training ends 0.01-0.1 nats
 # elsewhere (seen: outputs stored on an AVX-512 AMD EPYC failed on an AVX2 one). ATEN_CPU_CAPABILITY pins
 # PyTorch's kernels to AVX2; MKL_CBWR pins MKL's matrix products to AVX2 on Intel CPUs. MKL runs other code
-# on AMD CPUs than on Intel ones whatever is pinned (only its slow COMPATIBLE branch is the same on both, 3x
+# on AMD CPUs than on Intel ones whatever is pinned (only its slow COMPATIBLE branch is the same on both, 2.4x
 # slower here), so outputs made on an AMD CPU match any AMD CPU with AVX2 but not an Intel one: see
 # float_code() and compares_outputs(). Where the CPU has no AVX2 (or is not x86) nothing is pinned.
 if _has_avx2():

@@ -17,7 +17,7 @@ comparison differed on an AVX-512 CPU) is recorded by hand, in `minigpt.cpu_depe
 keeps: `python tools/mark_cpu_dependent.py --seen solutions/12_real_japanese.ipynb:c12-28`.
 
 Run it after tools/run_notebooks.py whenever a code cell changed what it prints (the list is replaced, not
-added to). It takes as long as the notebook tests, about 3 times slower because of the COMPATIBLE branch.
+added to). The COMPATIBLE pass is slow: 11 minutes for solutions/ here, against 6 for the notebook tests.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+
+from run_notebooks import write_notebook  # tools/ is on sys.path when this script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 PERTURBATIONS = {"vector": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"},
@@ -59,8 +61,7 @@ def mark(path: Path, indices: set[int], add: bool = False) -> list[str]:
     old = set(nb.metadata.get("minigpt", {}).get("cpu_dependent_cells", [])) if add else set()
     ids = sorted(old | {code[i].id for i in indices})
     nb.metadata.setdefault("minigpt", {})["cpu_dependent_cells"] = ids
-    text = nbformat.writes(nb)
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    write_notebook(nb, path)
     return ids
 
 
@@ -84,8 +85,7 @@ def main(argv=None) -> int:
                     sys.exit(f"{target.relative_to(ROOT)} has no code cell with id {cell_id}")
                 seen = nb.metadata.setdefault("minigpt", {}).setdefault("cpu_dependent_seen", [])
                 nb.metadata["minigpt"]["cpu_dependent_seen"] = sorted({*seen, cell_id})
-                text = nbformat.writes(nb)
-                target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+                write_notebook(nb, target)
             print(f"{path.relative_to(ROOT)}: {cell_id} recorded as seen to differ on another CPU")
         return 0
     paths = [p.resolve() for p in args.notebooks] or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))

@@ -69,9 +69,16 @@ def run_notebook(path: Path, timeout: int = 600) -> float:
     nb.metadata.setdefault("minigpt", {})["outputs_made_on"] = float_code()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+    write_notebook(nb, path)
+    return seconds
+
+
+def write_notebook(nb, path: Path) -> None:
+    """Write `nb` as nbformat does, ending in a newline (tools/mark_cpu_dependent.py writes through it too)."""
+    import nbformat
+
     text = nbformat.writes(nb)
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    return seconds
 
 
 def main(argv=None) -> int:
